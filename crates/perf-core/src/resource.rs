@@ -2,9 +2,10 @@
 //! load, cheap enough to read once per batch chunk.
 //!
 //! A [`ResourceMonitor`] refreshes only what it reports: this one process (not the process
-//! table) and the system memory counters. On Linux a [`sample`](ResourceMonitor::sample) reads a
-//! few files under `/proc`; `cargo xtask bench core` measures its cost (tens of microseconds,
-//! see docs/BENCHMARKS.md).
+//! table, not its threads) and the system memory counters. On Linux
+//! [`rss_bytes`](ResourceMonitor::rss_bytes) is one read of `/proc/self/statm`, and a
+//! [`sample`](ResourceMonitor::sample) reads a few files under `/proc`; `cargo xtask bench
+//! core_resource` measures both (see docs/BENCHMARKS.md).
 
 use std::sync::{Mutex, PoisonError};
 use std::time::{Instant, SystemTime};
@@ -88,7 +89,10 @@ impl ResourceMonitor {
         system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[self.pid]),
             false,
-            ProcessRefreshKind::nothing().with_memory().with_cpu(),
+            ProcessRefreshKind::nothing()
+                .with_memory()
+                .with_cpu()
+                .without_tasks(),
         );
         system.refresh_memory_specifics(MemoryRefreshKind::nothing().with_ram());
         let now = Instant::now();
@@ -131,14 +135,39 @@ impl ResourceMonitor {
     /// Only this process's resident set size, in bytes: the cheapest reading, for memory-bounded
     /// loops.
     pub fn rss_bytes(&self) -> u64 {
+        #[cfg(target_os = "linux")]
+        if let Some(rss) = linux::statm_rss_bytes() {
+            return rss;
+        }
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let system = &mut state.system;
         system.refresh_processes_specifics(
             ProcessesToUpdate::Some(&[self.pid]),
             false,
-            ProcessRefreshKind::nothing().with_memory(),
+            ProcessRefreshKind::nothing().with_memory().without_tasks(),
         );
         system.process(self.pid).map_or(0, |p| p.memory())
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::sync::OnceLock;
+
+    /// Resident pages from `/proc/self/statm` (second field) times the page size.
+    pub(super) fn statm_rss_bytes() -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/self/statm").ok()?;
+        let pages: u64 = text.split_ascii_whitespace().nth(1)?.parse().ok()?;
+        Some(pages * page_size()?)
+    }
+
+    fn page_size() -> Option<u64> {
+        static PAGE_SIZE: OnceLock<Option<u64>> = OnceLock::new();
+        *PAGE_SIZE.get_or_init(|| {
+            // SAFETY: sysconf has no preconditions; it only reads a system constant.
+            let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+            u64::try_from(size).ok().filter(|&s| s > 0)
+        })
     }
 }
 

@@ -4,9 +4,12 @@
 //! below 256, and above that 128 buckets per power of two. A bucket is at most 1/128 of its
 //! value wide and a quantile reports the bucket's midpoint, so every reported quantile is within
 //! 0.4 % of a value that really is at that rank. Recording is two relaxed atomic additions (plus
-//! a min/max update only when a new extreme arrives); there is no lock anywhere.
+//! a min/max update only when a new extreme arrives); there is no lock anywhere. The running sum
+//! is striped over cache-line-sized cells picked per thread, so threads recording at once do not
+//! all bounce one cache line.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,30 @@ const SUB_BUCKETS: u64 = 128;
 const SUB_BITS: u32 = 7;
 /// Total number of buckets needed to cover every `u64`.
 const BUCKETS: usize = (EXACT_LIMIT + (64 - 8) * SUB_BUCKETS) as usize;
+
+/// Cells the running sum is striped over.
+const SUM_STRIPES: usize = 8;
+
+/// An atomic alone on its cache line (128 bytes covers adjacent-line prefetching).
+#[derive(Default)]
+#[repr(align(128))]
+struct PaddedU64(AtomicU64);
+
+/// This thread's stripe, assigned round-robin on first use.
+fn stripe() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|s| {
+        let mut v = s.get();
+        if v == usize::MAX {
+            v = NEXT.fetch_add(1, Ordering::Relaxed) % SUM_STRIPES;
+            s.set(v);
+        }
+        v
+    })
+}
 
 /// The bucket a value falls in.
 #[inline]
@@ -64,7 +91,7 @@ fn bucket_bounds(index: usize) -> (u64, u64) {
 /// ```
 pub struct LatencyHistogram {
     buckets: Box<[AtomicU64]>,
-    sum: AtomicU64,
+    sum: [PaddedU64; SUM_STRIPES],
     min: AtomicU64,
     max: AtomicU64,
 }
@@ -74,7 +101,7 @@ impl LatencyHistogram {
     pub fn new() -> Self {
         Self {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
-            sum: AtomicU64::new(0),
+            sum: Default::default(),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
         }
@@ -90,7 +117,7 @@ impl LatencyHistogram {
     #[inline]
     pub fn record_value(&self, value: u64) {
         self.buckets[bucket_of(value)].fetch_add(1, Ordering::Relaxed);
-        self.sum.fetch_add(value, Ordering::Relaxed);
+        self.sum[stripe()].0.fetch_add(value, Ordering::Relaxed);
         // Load first: the read-modify-write (and its cache-line contention) happens only when a
         // new extreme arrives, which is rare after warm-up.
         if value < self.min.load(Ordering::Relaxed) {
@@ -123,7 +150,10 @@ impl LatencyHistogram {
         };
         HistogramSnapshot {
             count,
-            sum: self.sum.load(Ordering::Relaxed),
+            sum: self
+                .sum
+                .iter()
+                .fold(0u64, |acc, s| acc.wrapping_add(s.0.load(Ordering::Relaxed))),
             min,
             max,
             buckets,
@@ -135,7 +165,9 @@ impl LatencyHistogram {
         for bucket in self.buckets.iter() {
             bucket.store(0, Ordering::Relaxed);
         }
-        self.sum.store(0, Ordering::Relaxed);
+        for s in &self.sum {
+            s.0.store(0, Ordering::Relaxed);
+        }
         self.min.store(u64::MAX, Ordering::Relaxed);
         self.max.store(0, Ordering::Relaxed);
     }
