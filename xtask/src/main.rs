@@ -3,6 +3,7 @@
 
 mod postgres;
 mod services;
+mod tidy;
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
