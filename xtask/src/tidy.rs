@@ -41,7 +41,12 @@ mod tests {
 
     fn crate_dirs() -> Vec<PathBuf> {
         let mut dirs: Vec<PathBuf> = std::fs::read_dir(root().join("crates"))
-            .map(|rd| rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
             .unwrap_or_default();
         dirs.sort();
         dirs
@@ -58,10 +63,19 @@ mod tests {
                 .find(|l| !l.trim().is_empty() && !l.starts_with("#!"))
                 .unwrap_or("");
             if !first.starts_with("//!") {
-                missing.push(file.strip_prefix(root()).unwrap_or(&file).display().to_string());
+                missing.push(
+                    file.strip_prefix(root())
+                        .unwrap_or(&file)
+                        .display()
+                        .to_string(),
+                );
             }
         }
-        assert!(missing.is_empty(), "files without a leading `//!` doc line:\n{}", missing.join("\n"));
+        assert!(
+            missing.is_empty(),
+            "files without a leading `//!` doc line:\n{}",
+            missing.join("\n")
+        );
     }
 
     /// Every crate under crates/ inherits the workspace lints and is on the architecture map.
@@ -70,16 +84,26 @@ mod tests {
         let map = std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).unwrap_or_default();
         let readme = std::fs::read_to_string(root().join("README.md")).unwrap_or_default();
         for dir in crate_dirs() {
-            let name = dir.file_name().unwrap_or_default().to_string_lossy().to_string();
+            let name = dir
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
             let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
             assert!(
                 manifest.contains("[lints]\nworkspace = true"),
                 "{name}/Cargo.toml does not inherit the workspace lints"
             );
-            assert!(map.contains(&format!("`{name}`")), "docs/ARCHITECTURE.md does not mention `{name}`");
+            assert!(
+                map.contains(&format!("`{name}`")),
+                "docs/ARCHITECTURE.md does not mention `{name}`"
+            );
             let published = !manifest.contains("publish = false");
             if published {
-                assert!(readme.contains(&format!("`{name}`")), "README.md does not list `{name}`");
+                assert!(
+                    readme.contains(&format!("`{name}`")),
+                    "README.md does not list `{name}`"
+                );
             }
         }
     }
@@ -99,8 +123,16 @@ mod tests {
                 .take_while(|l| l.starts_with("//!") || l.trim().is_empty())
                 .collect::<Vec<_>>()
                 .join("\n");
-            assert!(doc.len() > 200, "{}: crate doc is missing or too short", dir.display());
-            assert!(doc.contains("//! ```"), "{}: crate doc has no example", dir.display());
+            assert!(
+                doc.len() > 200,
+                "{}: crate doc is missing or too short",
+                dir.display()
+            );
+            assert!(
+                doc.contains("//! ```"),
+                "{}: crate doc has no example",
+                dir.display()
+            );
         }
     }
 
@@ -130,7 +162,11 @@ mod tests {
                 }
             }
         }
-        assert!(offenders.is_empty(), "printing in library code:\n{}", offenders.join("\n"));
+        assert!(
+            offenders.is_empty(),
+            "printing in library code:\n{}",
+            offenders.join("\n")
+        );
     }
 
     /// Docs carry no leftover markers.
