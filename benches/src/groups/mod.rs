@@ -1,8 +1,13 @@
 //! The registered benchmark groups. To add one, write `fn(&mut Bench)` in a module next to this
 //! file and add a [`Group`] line to [`groups`]; `cargo xtask bench <FILTER>` then runs it.
 
+mod batch;
+mod cache;
+mod cache_redis;
 mod core;
+mod cost;
 mod harness_selfcheck;
+mod query;
 
 use crate::harness::Group;
 
@@ -41,5 +46,95 @@ pub fn groups() -> Vec<Group> {
         ),
         // Other crates' groups go here, e.g.
         // Group::new("cache_lru", "perf-cache LRU vs the lru crate", cache_lru::run),
+        Group::new(
+            "batch_overhead",
+            "perf-batch per-item overhead (no-op items) vs futures buffer_unordered, tokio JoinSet, a plain loop",
+            batch::overhead,
+        ),
+        Group::new(
+            "batch_timers",
+            "perf-batch vs buffer_unordered: 65,536 timers of 100 µs, 256 in flight",
+            batch::timers,
+        ),
+        Group::new(
+            "batch_slow_consumer",
+            "perf-batch StreamProcessor::spawn vs buffer_unordered when the consumer takes 100 ms per result",
+            batch::slow_consumer,
+        ),
+        Group::new(
+            "batch_io_bound",
+            "perf-batch vs buffer_unordered: 1 ms I/O items at concurrency 100, % of concurrency ÷ latency",
+            batch::io_bound,
+        ),
+        Group::new(
+            "batch_checkpoint",
+            "perf-batch checkpoint overhead at the default interval (file store, fsync) vs no checkpoints",
+            batch::checkpoint,
+        ),
+        Group::new(
+            "batch_adaptive",
+            "perf-batch ADAPTIVE vs FIXED chunking when the item cost changes mid-run",
+            batch::adaptive,
+        ),
+        Group::new(
+            "cache_hit_ratio_traces",
+            "perf-cache L1 hit % vs moka, quick_cache, lru on OLTP, P3, LIRS loop/glimpse, next to the README's reference policies",
+            cache::hit_ratio_traces,
+        ),
+        Group::new(
+            "cache_hit_ratio_p12",
+            "perf-cache L1 hit % vs moka, quick_cache, lru on the ARC P12 trace (13.2M requests)",
+            cache::hit_ratio_p12,
+        ),
+        Group::new(
+            "cache_hit_ratio_synthetic",
+            "perf-cache L1 hit % vs moka, quick_cache, lru and OPT on Zipf, Zipf+scans and loops",
+            cache::hit_ratio_synthetic,
+        ),
+        Group::new(
+            "cache_throughput",
+            "perf-cache L1 vs moka, quick_cache, Mutex<lru>: Zipf(0.99), 90 % reads, 1 and 2 threads",
+            cache::throughput,
+        ),
+        Group::new(
+            "cache_memory",
+            "perf-cache L1 vs moka, quick_cache, lru: heap bytes per entry at 1M entries",
+            cache::memory,
+        ),
+        Group::new(
+            "cache_redis",
+            "perf-cache Redis L2 pipelined get/set ops/s vs redis-benchmark on the same server, 1 and 50 clients",
+            cache_redis::l2_vs_redis_benchmark,
+        ),
+        Group::new(
+            "cache_coherency",
+            "perf-cache cross-process L1 coherency: staleness after a set, two managers sharing Redis",
+            cache_redis::coherency_staleness,
+        ),
+        Group::new(
+            "cost_count",
+            "perf-cost token counting MB/s and tokens/s vs tiktoken-rs and bpe-openai (same counts), plus 1 MiB one-piece texts",
+            cost::counting,
+        ),
+        Group::new(
+            "cost_track",
+            "perf-cost CostTracker::track events/s and report cost vs the plan's event list",
+            cost::tracking,
+        ),
+        Group::new(
+            "cost_ledger",
+            "perf-cost reserve + commit pairs/s on the Redis and PostgreSQL ledgers vs a 2-round-trip floor",
+            cost::ledgers,
+        ),
+        Group::new(
+            "query_fingerprint",
+            "perf-query fingerprint throughput (queries/s) vs sqlparser parse alone; full SQL analysis cost",
+            query::fingerprint,
+        ),
+        Group::new(
+            "query_workload",
+            "perf-query on a generated 1M-order shop (--quick: 50k): index speedups, slow-query recall, N+1 reduction, result-cache repeats",
+            query::workload,
+        ),
     ]
 }

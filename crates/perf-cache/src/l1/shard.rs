@@ -1,0 +1,981 @@
+//! One shard of the L1 cache: a slab of entries linked into policy queues, a hash index and the
+//! shard's share of the budget. Every method runs under the shard's mutex.
+
+use std::borrow::Borrow;
+use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
+
+use hashbrown::HashTable;
+
+use super::policy::Policy;
+use super::sketch::FrequencySketch;
+use super::stats::ShardStats;
+
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// Queue numbers. LRU and FIFO use queue 0; LFU uses queues 0..=15 (one per frequency level);
+/// TinyLFU uses the window, probation and protected queues.
+const WINDOW: u8 = 0;
+const PROBATION: u8 = 1;
+const PROTECTED: u8 = 2;
+const LFU_LEVELS: usize = 16;
+
+const HAS_TAGS: u8 = 1;
+
+/// The hasher every shard and the cache front share (foldhash, randomly seeded per cache).
+pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
+
+/// An entry. `prev` points toward the queue's head (most recent), `next` toward its tail.
+pub(crate) struct Node<K, V> {
+    pub(crate) key: K,
+    pub(crate) value: Arc<V>,
+    /// Deadline in clock ticks (nanoseconds since the cache's base instant, plus one); 0: never.
+    pub(crate) expires: u64,
+    prev: u32,
+    next: u32,
+    pub(crate) weight: u32,
+    pub(crate) queue: u8,
+    pub(crate) freq: u8,
+    flags: u8,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct List {
+    head: u32,
+    tail: u32,
+    weight: u64,
+}
+
+impl Default for List {
+    fn default() -> Self {
+        Self {
+            head: NIL,
+            tail: NIL,
+            weight: 0,
+        }
+    }
+}
+
+/// Why an entry leaves the cache (decides which statistic counts it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Cause {
+    Evicted,
+    Expired,
+    Removed,
+}
+
+/// The adaptive part of W-TinyLFU: the frequency sketch, the queue sizes, and the miniature
+/// simulations that choose the window size.
+struct TinyLfu {
+    sketch: FrequencySketch,
+    sketch_limit: usize,
+    window_max: u64,
+    protected_max: u64,
+    minis: Option<Box<Minis>>,
+    rng: u64,
+}
+
+/// Window sizes the miniature simulations try, as fractions of the capacity: from
+/// frequency-biased (1 %, TinyLFU's classic setting, best on loops and scans) to almost pure
+/// LRU (90 %, best on recency-heavy traces).
+const WINDOWS: [f64; 5] = [0.01, 0.05, 0.2, 0.5, 0.9];
+const INITIAL_WINDOW: usize = 0;
+const PROTECTED_SHARE: f64 = 0.8;
+/// A miniature simulation holds about this many entries (fewer for a small cache)...
+const MINI_ENTRIES: u64 = 256;
+/// ...sampling one key in 2^shift, at most one in 64.
+const MAX_SAMPLE_SHIFT: u32 = 6;
+/// A candidate must lead the current window by this share of its (decayed) hits before the
+/// shard switches: moving the window reshuffles the queues, so chasing noise costs hits.
+const HYSTERESIS: f64 = 0.05;
+/// Sampled requests between decisions, in multiples of the simulations' capacity.
+const PERIOD: u64 = 5;
+/// A simulation starts with at most this many entries...
+const MAX_MINI_START: u64 = 1024;
+/// ...and never grows beyond this many: five simulations then cost at most 5 × 8192 small
+/// entries per shard, about 5/64 of the live entries of a large shard.
+const MAX_MINI_ENTRIES: u64 = 8192;
+/// Below this many entries a shard does not adapt (its window stays at 1 %).
+const MIN_ADAPTIVE_ENTRIES: u64 = 64;
+
+/// Miniature simulations (Waldspurger et al., "Cache Modeling and Optimization using
+/// Miniature Simulations", USENIX ATC 2017): one small W-TinyLFU per candidate window size, fed
+/// the same spatially sampled keys, scaled down by the sampling rate. Every period the shard
+/// adopts the window of the simulation with the most (exponentially decayed) hits. Unlike hill
+/// climbing on the live hit rate, workload phases affect every candidate equally, so they do
+/// not push the window the wrong way. Cost: one sampled get in 2^shift runs five small gets.
+struct Minis {
+    shift: u32,
+    caches: Vec<Shard<u64, ()>>,
+    hits: [f64; WINDOWS.len()],
+    current: usize,
+    sampled: u64,
+    unit: Arc<()>,
+}
+
+impl Minis {
+    fn new(limit: u64, hasher: &Hasher) -> Option<Box<Self>> {
+        if limit < MIN_ADAPTIVE_ENTRIES {
+            return None;
+        }
+        let ratio = (limit / MINI_ENTRIES).max(1);
+        let shift = (63 - ratio.leading_zeros()).min(MAX_SAMPLE_SHIFT);
+        // A byte-weighted shard's limit is in bytes, not entries: start small and follow the
+        // live entry count (see `observe`).
+        let capacity = (limit >> shift).clamp(16, MAX_MINI_START);
+        let caches = WINDOWS
+            .iter()
+            .map(|&w| Shard::new_fixed(w, capacity, hasher.clone()))
+            .collect();
+        Some(Box::new(Self {
+            shift,
+            caches,
+            hits: [0.0; WINDOWS.len()],
+            current: INITIAL_WINDOW,
+            sampled: 0,
+            unit: Arc::new(()),
+        }))
+    }
+
+    /// Feeds a get of `hash` to the simulations if it is sampled; returns a new window
+    /// fraction when the period ends and another candidate leads.
+    fn observe(&mut self, hash: u64, live_entries: usize) -> Option<f64> {
+        // Bits 40.. are independent of the shard choice and of the index's bucket bits.
+        if (hash >> 40) & ((1 << self.shift) - 1) != 0 {
+            return None;
+        }
+        for (i, mini) in self.caches.iter_mut().enumerate() {
+            // A shard's table and sketch hash keys with its own hasher; the key here is `hash`.
+            let h = mini.hasher.hash_one(hash);
+            let hit = mini.get_entry(h, &hash, || 1).is_some();
+            if hit {
+                self.hits[i] += 1.0;
+            } else {
+                mini.insert(h, hash, self.unit.clone(), 1, 0, None, || 1);
+            }
+        }
+        self.sampled += 1;
+        let capacity = self.caches[0].max_weight;
+        if self.sampled < PERIOD * capacity {
+            return None;
+        }
+        self.sampled = 0;
+        // Follow the live cache's size (it matters for byte-weighted caches, whose entry count
+        // is only known by observing it).
+        let target = ((live_entries as u64) >> self.shift).clamp(16, MAX_MINI_ENTRIES);
+        if target > capacity {
+            for mini in &mut self.caches {
+                mini.resize_fixed(target);
+            }
+        }
+        let best = (0..WINDOWS.len())
+            .max_by(|&a, &b| self.hits[a].total_cmp(&self.hits[b]).then(b.cmp(&a)))
+            .unwrap_or(self.current);
+        for h in &mut self.hits {
+            *h /= 2.0;
+        }
+        let lead = self.hits[best] - self.hits[self.current];
+        if best != self.current && lead > HYSTERESIS * self.hits[self.current].max(1.0) {
+            self.current = best;
+            return Some(WINDOWS[best]);
+        }
+        None
+    }
+}
+
+impl TinyLfu {
+    fn new(max_weight: u64, max_len: usize, window: f64, minis: Option<Box<Minis>>) -> Self {
+        let limit = usize::try_from(max_weight)
+            .unwrap_or(usize::MAX)
+            .min(max_len);
+        let mut t = Self {
+            sketch: FrequencySketch::new(limit.min(1024)),
+            sketch_limit: limit,
+            window_max: 1,
+            protected_max: 0,
+            minis,
+            rng: 0x2545_F491_4F6C_DD1D,
+        };
+        t.set_window(window, max_weight);
+        t
+    }
+
+    fn set_window(&mut self, fraction: f64, max_weight: u64) {
+        self.window_max = ((max_weight as f64 * fraction) as u64).clamp(1, max_weight.max(1));
+        self.protected_max =
+            ((max_weight.saturating_sub(self.window_max)) as f64 * PROTECTED_SHARE) as u64;
+    }
+
+    fn random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+}
+
+/// The tag index: tag -> slots, and slot -> its tags (only for entries that have tags).
+#[derive(Default)]
+struct Tags {
+    by_tag: HashMap<Arc<str>, HashSet<u32>>,
+    by_slot: HashMap<u32, Box<[Arc<str>]>>,
+}
+
+/// A shard: its entries, queues, index and statistics.
+pub(crate) struct Shard<K, V> {
+    table: HashTable<u32>,
+    slots: Vec<Option<Node<K, V>>>,
+    free: Vec<u32>,
+    lists: [List; LFU_LEVELS],
+    policy: Policy,
+    tiny: Option<Box<TinyLfu>>,
+    tags: Option<Box<Tags>>,
+    pub(crate) max_weight: u64,
+    max_len: usize,
+    weight: u64,
+    len: usize,
+    ttl_len: usize,
+    hand: u32,
+    hasher: Hasher,
+    pub(crate) stats: ShardStats,
+}
+
+/// What an insert did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    New,
+    Updated,
+    Rejected,
+}
+
+impl<K: Hash + Eq, V> Shard<K, V> {
+    pub(crate) fn new(policy: Policy, max_weight: u64, max_len: usize, hasher: Hasher) -> Self {
+        let tiny = matches!(policy, Policy::TinyLfu).then(|| {
+            let limit = max_weight.min(max_len as u64);
+            let minis = Minis::new(limit, &hasher);
+            Box::new(TinyLfu::new(
+                max_weight,
+                max_len,
+                WINDOWS[INITIAL_WINDOW],
+                minis,
+            ))
+        });
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            lists: [List::default(); LFU_LEVELS],
+            policy,
+            tiny,
+            tags: None,
+            max_weight,
+            max_len,
+            weight: 0,
+            len: 0,
+            ttl_len: 0,
+            hand: 0,
+            hasher,
+            stats: ShardStats::default(),
+        }
+    }
+
+    /// A non-adaptive W-TinyLFU shard of `capacity` unit-weight entries with a fixed window
+    /// (a miniature simulation).
+    fn new_fixed(window: f64, capacity: u64, hasher: Hasher) -> Self {
+        let mut shard = Self::new(Policy::Lru, capacity, usize::MAX, hasher);
+        shard.policy = Policy::TinyLfu;
+        shard.tiny = Some(Box::new(TinyLfu::new(capacity, usize::MAX, window, None)));
+        if let Some(t) = shard.tiny.as_mut() {
+            t.sketch_limit = 1 << 20;
+        }
+        shard
+    }
+
+    /// Grows a miniature simulation to `capacity` entries, keeping its window fraction.
+    fn resize_fixed(&mut self, capacity: u64) {
+        if let Some(t) = self.tiny.as_mut() {
+            let fraction = t.window_max as f64 / self.max_weight.max(1) as f64;
+            self.max_weight = capacity;
+            t.set_window(fraction, capacity);
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    fn node(&self, idx: u32) -> &Node<K, V> {
+        match &self.slots[idx as usize] {
+            Some(n) => n,
+            // Queues and the index only ever hold occupied slots.
+            None => unreachable!("slot {idx} is linked but empty"),
+        }
+    }
+
+    fn node_mut(&mut self, idx: u32) -> &mut Node<K, V> {
+        match &mut self.slots[idx as usize] {
+            Some(n) => n,
+            None => unreachable!("slot {idx} is linked but empty"),
+        }
+    }
+
+    fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let slots = &self.slots;
+        self.table
+            .find(hash, |&i| {
+                slots[i as usize]
+                    .as_ref()
+                    .is_some_and(|n| n.key.borrow() == key)
+            })
+            .copied()
+    }
+
+    // ----- intrusive lists -----
+
+    fn unlink(&mut self, idx: u32) {
+        let (prev, next, queue, weight) = {
+            let n = self.node(idx);
+            (n.prev, n.next, n.queue, u64::from(n.weight))
+        };
+        if prev == NIL {
+            self.lists[queue as usize].head = next;
+        } else {
+            self.node_mut(prev).next = next;
+        }
+        if next == NIL {
+            self.lists[queue as usize].tail = prev;
+        } else {
+            self.node_mut(next).prev = prev;
+        }
+        self.lists[queue as usize].weight -= weight;
+    }
+
+    fn push_front(&mut self, idx: u32, queue: u8) {
+        let head = self.lists[queue as usize].head;
+        {
+            let n = self.node_mut(idx);
+            n.prev = NIL;
+            n.next = head;
+            n.queue = queue;
+        }
+        let weight = u64::from(self.node(idx).weight);
+        if head == NIL {
+            self.lists[queue as usize].tail = idx;
+        } else {
+            self.node_mut(head).prev = idx;
+        }
+        let list = &mut self.lists[queue as usize];
+        list.head = idx;
+        list.weight += weight;
+    }
+
+    fn move_front(&mut self, idx: u32, queue: u8) {
+        if self.lists[queue as usize].head != idx || self.node(idx).queue != queue {
+            self.unlink(idx);
+            self.push_front(idx, queue);
+        }
+    }
+
+    // ----- policy hooks -----
+
+    fn on_hit(&mut self, idx: u32) {
+        match self.policy {
+            Policy::Lru => self.move_front(idx, 0),
+            Policy::Fifo => {}
+            Policy::Lfu => {
+                let level = self
+                    .node(idx)
+                    .freq
+                    .saturating_add(1)
+                    .min(LFU_LEVELS as u8 - 1);
+                self.node_mut(idx).freq = level;
+                self.move_front(idx, level);
+            }
+            Policy::TinyLfu => match self.node(idx).queue {
+                PROBATION => {
+                    self.unlink(idx);
+                    self.push_front(idx, PROTECTED);
+                    self.demote_protected();
+                }
+                queue => self.move_front(idx, queue),
+            },
+        }
+    }
+
+    fn demote_protected(&mut self) {
+        let Some(protected_max) = self.tiny.as_ref().map(|t| t.protected_max) else {
+            return;
+        };
+        while self.lists[PROTECTED as usize].weight > protected_max {
+            let tail = self.lists[PROTECTED as usize].tail;
+            if tail == NIL {
+                break;
+            }
+            self.unlink(tail);
+            self.push_front(tail, PROBATION);
+        }
+    }
+
+    fn over(&self) -> bool {
+        self.weight > self.max_weight || self.len > self.max_len
+    }
+
+    /// Evicts until the shard is within its budget and entry bound.
+    fn maintain(&mut self, newcomer: u32) {
+        match self.policy {
+            Policy::Lru | Policy::Fifo => {
+                while self.over() {
+                    let tail = self.lists[0].tail;
+                    if tail == NIL {
+                        break;
+                    }
+                    self.remove_idx(tail, Cause::Evicted);
+                }
+            }
+            Policy::Lfu => {
+                // The newcomer sits at level 0 with no history; evicting it at once would make
+                // LFU refuse every new key, so it is exempt from this round.
+                while self.over() {
+                    let Some(victim) = self
+                        .lists
+                        .iter()
+                        .map(|l| {
+                            if l.tail == newcomer {
+                                self.node(l.tail).prev
+                            } else {
+                                l.tail
+                            }
+                        })
+                        .find(|&v| v != NIL)
+                    else {
+                        break;
+                    };
+                    self.remove_idx(victim, Cause::Evicted);
+                }
+            }
+            Policy::TinyLfu => {
+                let candidates = self.evict_from_window();
+                self.evict_from_main(candidates);
+                self.demote_protected();
+            }
+        }
+    }
+
+    /// Moves the window's overflow to probation, as admission candidates.
+    fn evict_from_window(&mut self) -> usize {
+        let Some(window_max) = self.tiny.as_ref().map(|t| t.window_max) else {
+            return 0;
+        };
+        let mut moved = 0;
+        while self.lists[WINDOW as usize].weight > window_max {
+            let tail = self.lists[WINDOW as usize].tail;
+            if tail == NIL {
+                break;
+            }
+            self.unlink(tail);
+            self.push_front(tail, PROBATION);
+            moved += 1;
+        }
+        moved
+    }
+
+    /// TinyLFU admission: while over budget, the newest candidate duels the probation queue's
+    /// least recent entry and the one the sketch says is less frequent is evicted.
+    fn evict_from_main(&mut self, mut candidates: usize) {
+        let mut victim_queue = PROBATION;
+        let mut victim = self.lists[PROBATION as usize].tail;
+        let mut candidate = self.lists[PROBATION as usize].head;
+        while self.over() {
+            if candidates == 0 {
+                candidate = NIL;
+            }
+            if candidate == NIL && victim == NIL {
+                match victim_queue {
+                    PROBATION => {
+                        victim_queue = PROTECTED;
+                        victim = self.lists[PROTECTED as usize].tail;
+                        continue;
+                    }
+                    PROTECTED => {
+                        victim_queue = WINDOW;
+                        victim = self.lists[WINDOW as usize].tail;
+                        continue;
+                    }
+                    _ => break,
+                }
+            }
+            if victim == NIL {
+                let evict = candidate;
+                candidate = self.node(evict).next;
+                candidates = candidates.saturating_sub(1);
+                self.remove_idx(evict, Cause::Evicted);
+                continue;
+            }
+            if candidate == NIL || candidate == victim {
+                if candidate == victim {
+                    candidate = NIL;
+                    candidates = 0;
+                }
+                let evict = victim;
+                victim = self.node(evict).prev;
+                self.remove_idx(evict, Cause::Evicted);
+                continue;
+            }
+            candidates -= 1;
+            if self.admit(candidate, victim) {
+                let evict = victim;
+                victim = self.node(evict).prev;
+                candidate = self.node(candidate).next;
+                self.remove_idx(evict, Cause::Evicted);
+            } else {
+                let evict = candidate;
+                candidate = self.node(evict).next;
+                self.remove_idx(evict, Cause::Evicted);
+            }
+        }
+    }
+
+    fn admit(&mut self, candidate: u32, victim: u32) -> bool {
+        let ch = self.hasher.hash_one(&self.node(candidate).key);
+        let vh = self.hasher.hash_one(&self.node(victim).key);
+        let Some(tiny) = self.tiny.as_mut() else {
+            return true;
+        };
+        let cf = tiny.sketch.frequency(ch);
+        let vf = tiny.sketch.frequency(vh);
+        if cf > vf {
+            return true;
+        }
+        // A little randomness keeps an attacker from pinning a hot victim with colliding keys
+        // (Caffeine's hash-flooding defence): warm candidates are sometimes admitted anyway.
+        cf >= 6 && tiny.random() & 127 == 0
+    }
+
+    // ----- operations -----
+
+    /// Looks `key` up; an expired entry is removed and reported as a miss.
+    pub(crate) fn get_entry<Q>(
+        &mut self,
+        hash: u64,
+        key: &Q,
+        now: impl FnOnce() -> u64,
+    ) -> Option<(Arc<V>, u64)>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let found = self.find(hash, key);
+        let hit = match found {
+            Some(idx) => {
+                let expires = self.node(idx).expires;
+                if expires != 0 && expires <= now() {
+                    self.remove_idx(idx, Cause::Expired);
+                    self.publish();
+                    None
+                } else {
+                    self.on_hit(idx);
+                    Some((self.node(idx).value.clone(), expires))
+                }
+            }
+            None => None,
+        };
+        if let Some(tiny) = self.tiny.as_mut() {
+            tiny.sketch.increment(hash);
+            let len = self.len;
+            if let Some(window) = tiny.minis.as_mut().and_then(|m| m.observe(hash, len)) {
+                tiny.set_window(window, self.max_weight);
+            }
+        }
+        if hit.is_some() {
+            self.stats.hits.inc();
+        } else {
+            self.stats.misses.inc();
+        }
+        hit
+    }
+
+    /// Looks `key` up without touching policy state or statistics.
+    pub(crate) fn peek<Q>(&self, hash: u64, key: &Q, now: u64) -> Option<Arc<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let n = self.node(self.find(hash, key)?);
+        (n.expires == 0 || n.expires > now).then(|| n.value.clone())
+    }
+
+    /// The deadline of `key`'s entry (0: none), if present and not expired.
+    pub(crate) fn deadline<Q>(&self, hash: u64, key: &Q, now: u64) -> Option<u64>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let n = self.node(self.find(hash, key)?);
+        (n.expires == 0 || n.expires > now).then_some(n.expires)
+    }
+
+    /// Inserts or replaces. A too-heavy entry is rejected and any older value of the key
+    /// removed, so a reader never sees a value older than the last write.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: Arc<V>,
+        weight: u64,
+        expires: u64,
+        tags: Option<Box<[Arc<str>]>>,
+        now: impl FnOnce() -> u64,
+    ) -> Inserted {
+        let existing = self.find(hash, &key);
+        let weight = match u32::try_from(weight) {
+            Ok(w) if u64::from(w) <= self.max_weight && self.max_len > 0 => w,
+            _ => {
+                if let Some(idx) = existing {
+                    self.remove_idx(idx, Cause::Removed);
+                    self.publish();
+                }
+                self.stats.rejections.inc();
+                return Inserted::Rejected;
+            }
+        };
+        if self.ttl_len > 0 {
+            // Read the clock only when some entry can expire.
+            self.sweep(now(), 2);
+        }
+        let mut newcomer = NIL;
+        let outcome = if let Some(idx) = existing {
+            // The index may have moved during the sweep only if this entry expired and was
+            // removed; look it up again in that case.
+            if self.slots[idx as usize].is_some() {
+                self.replace(idx, value, weight, expires, tags);
+                self.on_hit(idx);
+                self.stats.updates.inc();
+                Inserted::Updated
+            } else {
+                newcomer = self.insert_new(hash, key, value, weight, expires, tags);
+                Inserted::New
+            }
+        } else {
+            newcomer = self.insert_new(hash, key, value, weight, expires, tags);
+            Inserted::New
+        };
+        self.maintain(newcomer);
+        self.publish();
+        outcome
+    }
+
+    fn replace(
+        &mut self,
+        idx: u32,
+        value: Arc<V>,
+        weight: u32,
+        expires: u64,
+        tags: Option<Box<[Arc<str>]>>,
+    ) {
+        self.untag(idx);
+        let (old_weight, old_expires, queue) = {
+            let n = self.node(idx);
+            (n.weight, n.expires, n.queue)
+        };
+        if old_expires != 0 {
+            self.ttl_len -= 1;
+        }
+        if expires != 0 {
+            self.ttl_len += 1;
+        }
+        self.weight = self.weight - u64::from(old_weight) + u64::from(weight);
+        let list = &mut self.lists[queue as usize];
+        list.weight = list.weight - u64::from(old_weight) + u64::from(weight);
+        let n = self.node_mut(idx);
+        n.value = value;
+        n.weight = weight;
+        n.expires = expires;
+        if let Some(tags) = tags {
+            self.tag(idx, tags);
+        }
+    }
+
+    fn insert_new(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: Arc<V>,
+        weight: u32,
+        expires: u64,
+        tags: Option<Box<[Arc<str>]>>,
+    ) -> u32 {
+        let node = Node {
+            key,
+            value,
+            expires,
+            prev: NIL,
+            next: NIL,
+            weight,
+            queue: 0,
+            freq: 0,
+            flags: 0,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = Some(node);
+                i
+            }
+            None => {
+                self.slots.push(Some(node));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.table.insert_unique(hash, idx, |&i| {
+            slots[i as usize]
+                .as_ref()
+                .map_or(0, |n| hasher.hash_one(&n.key))
+        });
+        self.len += 1;
+        self.weight += u64::from(weight);
+        if expires != 0 {
+            self.ttl_len += 1;
+        }
+        if let Some(tags) = tags {
+            self.tag(idx, tags);
+        }
+        self.push_front(idx, 0);
+        if let Some(tiny) = self.tiny.as_mut() {
+            if self.len > tiny.sketch.width() && tiny.sketch.width() < tiny.sketch_limit {
+                tiny.sketch = FrequencySketch::new(tiny.sketch.width() * 2);
+            }
+        }
+        self.stats.inserts.inc();
+        idx
+    }
+
+    fn tag(&mut self, idx: u32, tags: Box<[Arc<str>]>) {
+        if tags.is_empty() {
+            return;
+        }
+        let index = self.tags.get_or_insert_with(Box::default);
+        for tag in tags.iter() {
+            index.by_tag.entry(tag.clone()).or_default().insert(idx);
+        }
+        index.by_slot.insert(idx, tags);
+        self.node_mut(idx).flags |= HAS_TAGS;
+    }
+
+    fn untag(&mut self, idx: u32) {
+        if self.node(idx).flags & HAS_TAGS == 0 {
+            return;
+        }
+        self.node_mut(idx).flags &= !HAS_TAGS;
+        let Some(index) = self.tags.as_mut() else {
+            return;
+        };
+        if let Some(tags) = index.by_slot.remove(&idx) {
+            for tag in tags.iter() {
+                if let Some(set) = index.by_tag.get_mut(tag) {
+                    set.remove(&idx);
+                    if set.is_empty() {
+                        index.by_tag.remove(tag);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the entry in slot `idx`.
+    fn remove_idx(&mut self, idx: u32, cause: Cause) -> Node<K, V> {
+        let hash = self.hasher.hash_one(&self.node(idx).key);
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
+        self.untag(idx);
+        self.unlink(idx);
+        let node = match self.slots[idx as usize].take() {
+            Some(n) => n,
+            None => unreachable!("removing an empty slot"),
+        };
+        self.free.push(idx);
+        self.len -= 1;
+        self.weight -= u64::from(node.weight);
+        if node.expires != 0 {
+            self.ttl_len -= 1;
+        }
+        match cause {
+            Cause::Evicted => self.stats.evictions.inc(),
+            Cause::Expired => self.stats.expirations.inc(),
+            Cause::Removed => self.stats.removals.inc(),
+        }
+        node
+    }
+
+    /// Removes `key`.
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<Arc<V>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
+        let idx = self.find(hash, key)?;
+        let node = self.remove_idx(idx, Cause::Removed);
+        self.publish();
+        Some(node.value)
+    }
+
+    /// Removes every entry carrying `tag`; returns how many.
+    pub(crate) fn invalidate_tag(&mut self, tag: &str) -> usize {
+        let Some(slots) = self.tags.as_mut().and_then(|t| t.by_tag.remove(tag)) else {
+            return 0;
+        };
+        let n = slots.len();
+        for idx in slots {
+            if self.slots[idx as usize].is_some() {
+                self.remove_idx(idx, Cause::Removed);
+            }
+        }
+        self.publish();
+        n
+    }
+
+    /// Checks up to `n` slots under the sweeping hand and removes the expired ones: expired
+    /// entries that nobody reads are reclaimed at O(1) cost per write.
+    fn sweep(&mut self, now: u64, n: usize) {
+        if self.ttl_len == 0 || self.slots.is_empty() {
+            return;
+        }
+        for _ in 0..n {
+            if self.hand as usize >= self.slots.len() {
+                self.hand = 0;
+            }
+            let idx = self.hand;
+            self.hand += 1;
+            if let Some(node) = &self.slots[idx as usize] {
+                if node.expires != 0 && node.expires <= now {
+                    self.remove_idx(idx, Cause::Expired);
+                }
+            }
+        }
+    }
+
+    /// Removes every expired entry (O(entries of this shard)); returns how many.
+    pub(crate) fn purge_expired(&mut self, now: u64) -> usize {
+        if self.ttl_len == 0 {
+            return 0;
+        }
+        let expired: Vec<u32> = self
+            .slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                s.as_ref()
+                    .filter(|n| n.expires != 0 && n.expires <= now)
+                    .map(|_| i as u32)
+            })
+            .collect();
+        for &idx in &expired {
+            self.remove_idx(idx, Cause::Expired);
+        }
+        self.publish();
+        expired.len()
+    }
+
+    /// Drops every entry.
+    pub(crate) fn clear(&mut self) {
+        let n = self.len as u64;
+        self.table.clear();
+        self.slots.clear();
+        self.free.clear();
+        self.lists = [List::default(); LFU_LEVELS];
+        self.tags = None;
+        self.len = 0;
+        self.weight = 0;
+        self.ttl_len = 0;
+        self.hand = 0;
+        self.stats.removals.add(n);
+        self.publish();
+    }
+
+    /// Publishes the shard's size to its gauges (always within the budget: called after
+    /// eviction).
+    fn publish(&self) {
+        self.stats.bytes.set(self.weight as i64);
+        self.stats.entries.set(self.len as i64);
+    }
+
+    /// Visits every live entry, queues in eviction order and coldest first within each, with
+    /// its frequency (TinyLFU's sketch estimate, or LFU's level) and tags.
+    pub(crate) fn for_each_cold_first(
+        &self,
+        now: u64,
+        mut f: impl FnMut(&Node<K, V>, u8, &[Arc<str>]),
+    ) {
+        let order: Vec<u8> = match self.policy {
+            Policy::Lru | Policy::Fifo => vec![0],
+            Policy::Lfu => (0..LFU_LEVELS as u8).collect(),
+            Policy::TinyLfu => vec![PROBATION, PROTECTED, WINDOW],
+        };
+        for q in order {
+            let mut idx = self.lists[q as usize].tail;
+            while idx != NIL {
+                let n = self.node(idx);
+                if n.expires == 0 || n.expires > now {
+                    let freq = match &self.tiny {
+                        Some(t) => t.sketch.frequency(self.hasher.hash_one(&n.key)),
+                        None => n.freq,
+                    };
+                    let tags = self
+                        .tags
+                        .as_ref()
+                        .and_then(|t| t.by_slot.get(&idx))
+                        .map_or(&[][..], |t| &t[..]);
+                    f(n, freq, tags);
+                }
+                idx = n.prev;
+            }
+        }
+    }
+
+    /// Restores policy placement for a freshly inserted key (snapshot restore): its queue and
+    /// frequency level.
+    pub(crate) fn place(&mut self, hash: u64, key: &K, queue: u8, freq: u8) {
+        let Some(idx) = self.find(hash, key) else {
+            return;
+        };
+        match self.policy {
+            Policy::Lfu => {
+                let level = freq.min(LFU_LEVELS as u8 - 1);
+                self.node_mut(idx).freq = level;
+                self.move_front(idx, level);
+            }
+            Policy::TinyLfu if queue == PROBATION || queue == PROTECTED => {
+                self.move_front(idx, queue);
+                if let Some(tiny) = self.tiny.as_mut() {
+                    for _ in 0..freq.min(15) {
+                        tiny.sketch.increment(hash);
+                    }
+                }
+                self.demote_protected();
+            }
+            _ => {}
+        }
+    }
+
+    /// The current window size of TinyLFU (for tests and diagnostics).
+    pub(crate) fn window_max(&self) -> Option<u64> {
+        self.tiny.as_ref().map(|t| t.window_max)
+    }
+
+    /// The sketch estimate of `hash`'s frequency (TinyLFU only).
+    pub(crate) fn frequency(&self, hash: u64) -> u8 {
+        self.tiny.as_ref().map_or(0, |t| t.sketch.frequency(hash))
+    }
+}

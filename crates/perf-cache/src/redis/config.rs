@@ -1,0 +1,145 @@
+//! Settings of the Redis tier: URL, namespace prefix, default TTL, per-call timeout, reconnect
+//! backoff and batch sizes.
+
+use std::time::Duration;
+
+use perf_core::config::CacheConfig;
+
+use crate::error::{Error, Result};
+
+/// How the Redis tier connects and behaves. Build with [`RedisTierConfig::new`] and the
+/// chained setters; every default is safe for production.
+///
+/// ```
+/// use std::time::Duration;
+/// use perf_cache::redis::RedisTierConfig;
+///
+/// let cfg = RedisTierConfig::new("redis://127.0.0.1:6379")
+///     .prefix("myapp")
+///     .default_ttl(Some(Duration::from_secs(600)))
+///     .timeout(Duration::from_millis(200));
+/// assert_eq!(cfg.prefix, "myapp");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RedisTierConfig {
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS) or `unix://…`.
+    pub url: String,
+    /// Namespace of every key this tier writes: `{prefix}:k:{key}`, `{prefix}:tag:{tag}`.
+    pub prefix: String,
+    /// Time to live of a value written without one; `None`: no expiry.
+    pub default_ttl: Option<Duration>,
+    /// Upper bound of every call, including waiting for a reconnection.
+    pub timeout: Duration,
+    /// First delay between reconnection attempts.
+    pub reconnect_min_delay: Duration,
+    /// Longest delay between reconnection attempts.
+    pub reconnect_max_delay: Duration,
+    /// Attempts per reconnection round; the next call after a failed round starts a new one.
+    pub reconnect_attempts: usize,
+    /// Bound of one TCP (and TLS) connection attempt.
+    pub connect_timeout: Duration,
+    /// Keys per `MGET`, `SCAN` page and `UNLINK` batch.
+    pub batch: usize,
+}
+
+impl RedisTierConfig {
+    /// Defaults: prefix `perfkit`, TTL one hour, timeout 500 ms, reconnect backoff 50 → 200 ms
+    /// (so a restarted server is used again within about a second), batches of 500 keys.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "perfkit".to_owned(),
+            default_ttl: Some(Duration::from_secs(3600)),
+            timeout: Duration::from_millis(500),
+            reconnect_min_delay: Duration::from_millis(50),
+            reconnect_max_delay: Duration::from_millis(200),
+            reconnect_attempts: 4,
+            connect_timeout: Duration::from_millis(250),
+            batch: 500,
+        }
+    }
+
+    /// From the `[cache]` section of `perf.toml`; `None` when it names no L2 URL or caching is
+    /// switched off.
+    ///
+    /// ```
+    /// use perf_core::config::CacheConfig;
+    /// use perf_cache::redis::RedisTierConfig;
+    ///
+    /// let mut section = CacheConfig::default();
+    /// assert!(RedisTierConfig::from_cache_config(&section).is_none());
+    /// section.l2_url = Some("redis://127.0.0.1:6379".into());
+    /// let cfg = RedisTierConfig::from_cache_config(&section).unwrap();
+    /// assert_eq!(cfg.timeout.as_millis(), 500);
+    /// ```
+    pub fn from_cache_config(section: &CacheConfig) -> Option<Self> {
+        if !section.enabled {
+            return None;
+        }
+        let url = section.l2_url.as_ref()?;
+        Some(
+            Self::new(url.clone())
+                .prefix(section.l2_prefix.clone())
+                .default_ttl(Some(Duration::from_secs(section.l2_ttl_secs)))
+                .timeout(Duration::from_millis(section.l2_timeout_ms)),
+        )
+    }
+
+    /// Sets [`prefix`](Self::prefix).
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`default_ttl`](Self::default_ttl).
+    pub fn default_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+
+    /// Sets [`timeout`](Self::timeout).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the reconnect backoff bounds.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.reconnect_min_delay = min;
+        self.reconnect_max_delay = max;
+        self
+    }
+
+    /// Sets [`batch`](Self::batch).
+    pub fn batch(mut self, batch: usize) -> Self {
+        self.batch = batch;
+        self
+    }
+
+    /// Checks every field; the error names the first bad one.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &'static str, reason: &str| {
+            Err(Error::InvalidConfig {
+                field,
+                reason: reason.to_owned(),
+            })
+        };
+        if self.prefix.is_empty() || self.prefix.contains(char::is_whitespace) {
+            return bad("l2_prefix", "must be non-empty and contain no whitespace");
+        }
+        if self.timeout.is_zero() {
+            return bad("l2_timeout", "must be positive");
+        }
+        if self.batch == 0 {
+            return bad("batch", "must be positive");
+        }
+        if self.reconnect_min_delay > self.reconnect_max_delay {
+            return bad("reconnect_min_delay", "must not exceed reconnect_max_delay");
+        }
+        if self.default_ttl.is_some_and(|t| t.is_zero()) {
+            return bad("l2_ttl", "must be positive (use None for no expiry)");
+        }
+        Ok(())
+    }
+}

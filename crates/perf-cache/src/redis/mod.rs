@@ -1,0 +1,33 @@
+//! The Redis L2 tier (feature `redis`): [`RedisTier`], its [`RedisTierConfig`], URL handling
+//! and the fleet-wide compute lock.
+//!
+//! Supported URLs: `redis://[user:password@]host:port[/db]` (AUTH from the URL), `unix://…`,
+//! and `rediss://…` with the `redis-tls` feature (rustls with the `ring` provider, installed as
+//! the process default unless the application installed one; no cmake or aws-lc build).
+//!
+//! Redis Cluster URLs (`redis+cluster://[:password@]host:port,host:port`) are served by
+//! `RedisClusterTier` (feature `redis-cluster`): same key layout and semantics, single-slot
+//! commands only, so keys spread over every shard; `clear` scans every primary.
+//! [`RedisTier::new`] rejects them with a typed error. Not wired for a cluster yet: TLS
+//! (`rediss+cluster://`), the fleet lock and the coherency layer (both take a [`RedisTier`]).
+//!
+//! After a server restart, the first call on the broken connection fails (it is counted, and
+//! the tiered manager falls back) and triggers the reconnection; the backoff (50 → 200 ms)
+//! bounds the time until calls succeed again.
+
+#[cfg(feature = "redis-cluster")]
+mod cluster;
+mod config;
+mod lock;
+mod scripts;
+mod tier;
+#[cfg(feature = "redis-tls")]
+mod tls;
+mod url;
+
+#[cfg(feature = "redis-cluster")]
+pub use cluster::RedisClusterTier;
+pub use config::RedisTierConfig;
+pub use lock::LockGuard;
+pub use tier::RedisTier;
+pub use url::{cluster_seeds, redact_url, url_kind, UrlKind};

@@ -1,0 +1,200 @@
+//! Cross-process L1 coherency: two managers sharing Redis with separate L1s, foreign messages,
+//! and resubscription (with an L1 clear) after a Redis restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use perf_cache::coherency::{Coherency, CoherencyConfig, DisconnectPolicy};
+use perf_cache::l1::Cache;
+use perf_cache::redis::{RedisTier, RedisTierConfig};
+use perf_cache::tier::SharedTier;
+use perf_cache::tiered::{TieredCache, WriteOptions};
+
+struct Process {
+    cache: TieredCache<String>,
+    coherency: Coherency,
+}
+
+async fn process(url: &str, prefix: &str, policy: DisconnectPolicy) -> Process {
+    let tier = Arc::new(
+        RedisTier::new(
+            RedisTierConfig::new(url)
+                .prefix(prefix)
+                .timeout(Duration::from_millis(300)),
+        )
+        .unwrap(),
+    );
+    let cache = TieredCache::builder()
+        .l1(Cache::new(1 << 20))
+        .l2(tier.clone() as SharedTier)
+        .build();
+    let coherency = Coherency::attach(
+        &cache,
+        &tier,
+        CoherencyConfig::default().on_disconnect(policy),
+    )
+    .unwrap();
+    assert!(coherency.wait_subscribed(Duration::from_secs(5)).await);
+    Process { cache, coherency }
+}
+
+fn in_l1(p: &Process, key: &[u8]) -> bool {
+    p.cache.l1().unwrap().contains_key(key)
+}
+
+/// Polls (bounded) until `key` has left `p`'s L1.
+async fn until_gone(p: &Process, key: &[u8]) {
+    for _ in 0..1_000 {
+        if !in_l1(p, key) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{} never left the other L1", String::from_utf8_lossy(key));
+}
+
+#[tokio::test]
+async fn writes_in_one_process_invalidate_the_others_l1() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("coherency");
+    let a = process(&url, &prefix, DisconnectPolicy::KeepServing).await;
+    let b = process(&url, &prefix, DisconnectPolicy::KeepServing).await;
+    assert_ne!(a.coherency.origin(), b.coherency.origin());
+
+    // Set: B holds v1 in L1, A overwrites, B's copy goes and B reads v2 from L2.
+    a.cache
+        .set(b"k", "v1".into(), WriteOptions::new().tags(&["t"]))
+        .await;
+    assert_eq!(
+        b.cache.get(b"k").await.as_deref().map(String::as_str),
+        Some("v1")
+    );
+    assert!(in_l1(&b, b"k"));
+    let mut rounds = 0;
+    for i in 0..200u32 {
+        let v = format!("v{}", i + 2);
+        a.cache
+            .set(b"k", v.clone(), WriteOptions::new().tags(&["t"]))
+            .await;
+        until_gone(&b, b"k").await;
+        assert_eq!(b.cache.get(b"k").await.as_deref(), Some(&v));
+        rounds += 1;
+    }
+    // A ignores its own messages and keeps its fresh L1 entry.
+    assert!(in_l1(&a, b"k"));
+    assert!(a.coherency.stats().own_ignored >= rounds);
+
+    // Delete, tag invalidation and clear travel too.
+    assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
+    a.cache.delete(b"k").await;
+    until_gone(&b, b"k").await;
+    b.cache
+        .set(b"x", "1".into(), WriteOptions::new().tags(&["grp"]))
+        .await;
+    assert!(a.cache.get(b"x").await.is_some() && in_l1(&a, b"x"));
+    b.cache.delete_by_tags(&["grp"]).await;
+    until_gone(&a, b"x").await;
+    b.cache.set(b"y", "1".into(), WriteOptions::new()).await;
+    assert!(a.cache.get(b"y").await.is_some() && in_l1(&a, b"y"));
+    b.cache.clear().await;
+    until_gone(&a, b"y").await;
+
+    let s = b.coherency.stats();
+    assert!(s.applied > rounds, "{s:?}");
+    assert_eq!(
+        (s.undecodable, s.publish_errors, s.subscriptions),
+        (0, 0, 1)
+    );
+    eprintln!(
+        "coherency staleness over {} invalidations: p50 {} us, p99 {} us, max {} us",
+        s.staleness.count,
+        s.staleness.p50() / 1_000,
+        s.staleness.p99() / 1_000,
+        s.staleness.max / 1_000
+    );
+}
+
+#[tokio::test]
+async fn foreign_messages_are_counted_and_ignored() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("coherency_foreign");
+    let a = process(&url, &prefix, DisconnectPolicy::KeepServing).await;
+    a.cache.set(b"k", "v".into(), WriteOptions::new()).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(format!("{prefix}:invalidate"))
+        .arg("not ours")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    for _ in 0..1_000 {
+        if a.coherency.stats().undecodable == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(a.coherency.stats().undecodable, 1);
+    assert!(in_l1(&a, b"k"), "a foreign message removes nothing");
+    a.cache.clear().await;
+}
+
+#[tokio::test]
+async fn resubscribes_after_a_restart_and_clears_l1() {
+    let Some(mut server) = perf_testkit::TempRedis::start_or_skip() else {
+        return;
+    };
+    let url = server.url();
+    let a = process(&url, "coh", DisconnectPolicy::KeepServing).await;
+    let b = process(&url, "coh", DisconnectPolicy::BypassL1).await;
+    a.cache.set(b"k", "v1".into(), WriteOptions::new()).await;
+    assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
+    assert!(a.cache.get(b"k").await.is_some() && in_l1(&a, b"k"));
+
+    server.stop().unwrap();
+    for _ in 0..1_000 {
+        if !a.coherency.is_subscribed() && !b.coherency.is_subscribed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    assert!(!a.coherency.is_subscribed() && !b.coherency.is_subscribed());
+    // KeepServing: A still answers from L1 during the outage. BypassL1: B does not use its L1.
+    assert_eq!(
+        a.cache.get(b"k").await.as_deref().map(String::as_str),
+        Some("v1")
+    );
+    assert_eq!(b.cache.get(b"k").await, None);
+
+    server.start_again().unwrap();
+    assert!(a.coherency.wait_subscribed(Duration::from_secs(10)).await);
+    assert!(b.coherency.wait_subscribed(Duration::from_secs(10)).await);
+    // Both cleared their L1, since invalidations may have been missed.
+    assert!(!in_l1(&a, b"k") && !in_l1(&b, b"k"));
+    for p in [&a, &b] {
+        let s = p.coherency.stats();
+        assert_eq!((s.subscriptions, s.l1_clears), (2, 2), "{s:?}");
+    }
+    // And invalidations flow again, once the L2 connections are back too (the first call on a
+    // connection the restart broke fails and triggers its reconnection).
+    let mut back = false;
+    for _ in 0..300 {
+        if a.cache
+            .set(b"k", "v2".into(), WriteOptions::new())
+            .await
+            .is_complete()
+            && b.cache.get(b"k").await.as_deref().map(String::as_str) == Some("v2")
+        {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(back, "L2 not back within 300 attempts");
+    assert!(in_l1(&b, b"k"));
+    a.cache.set(b"k", "v3".into(), WriteOptions::new()).await;
+    until_gone(&b, b"k").await;
+}

@@ -1,0 +1,377 @@
+//! Tests of `perf_cache::warming`: priority order, the concurrency bound, skipping cached keys,
+//! per-task errors, progress, batch loaders, cancellation, and both targets (L1, tiered).
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use perf_cache::l1::Cache;
+use perf_cache::tiered::TieredCache;
+use perf_cache::warming::{WarmProgress, WarmTask, Warmer};
+
+type L1 = Cache<Vec<u8>, u64>;
+
+fn l1() -> L1 {
+    Cache::new(16 << 20)
+}
+
+fn key(i: usize) -> Vec<u8> {
+    format!("key:{i}").into_bytes()
+}
+
+/// An item task of `n` keys whose loaders return the key's index.
+fn counting_task(name: &str, priority: i32, n: usize, calls: &Arc<AtomicUsize>) -> WarmTask<u64> {
+    (0..n).fold(WarmTask::new(name, priority), |t, i| {
+        let calls = calls.clone();
+        t.item(key(i), move || async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, io::Error>(i as u64)
+        })
+    })
+}
+
+#[tokio::test]
+async fn tasks_run_highest_priority_first() {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let task = |name: &'static str, priority: i32| {
+        let order = order.clone();
+        (0..3).fold(WarmTask::new(name, priority), move |t, i| {
+            let order = order.clone();
+            t.item(format!("{name}:{i}"), move || async move {
+                order.lock().unwrap().push(name);
+                Ok::<_, io::Error>(1u64)
+            })
+        })
+    };
+    let report = Warmer::new()
+        .max_concurrency(3)
+        .task(task("low", 1))
+        .task(task("high", 10))
+        .task(task("mid-a", 5))
+        .task(task("mid-b", 5))
+        .run(l1())
+        .await
+        .unwrap();
+    let names: Vec<&str> = report.tasks.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["high", "mid-a", "mid-b", "low"]);
+    let ran = order.lock().unwrap().clone();
+    let expected: Vec<&str> = ["high", "mid-a", "mid-b", "low"]
+        .iter()
+        .flat_map(|n| [*n; 3])
+        .collect();
+    assert_eq!(ran, expected);
+    assert!(!report.cancelled);
+}
+
+/// Runs 100 loaders that each yield a few times while counted as in flight.
+async fn max_in_flight(limit: usize) -> (usize, u64) {
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let max = Arc::new(AtomicUsize::new(0));
+    let task = (0..100).fold(WarmTask::new("bounded", 0), |t, i| {
+        let (in_flight, max) = (in_flight.clone(), max.clone());
+        t.item(key(i), move || async move {
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            max.fetch_max(now, Ordering::SeqCst);
+            for _ in 0..5 {
+                tokio::task::yield_now().await;
+            }
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            Ok::<_, io::Error>(i as u64)
+        })
+    });
+    let report = Warmer::new()
+        .max_concurrency(limit)
+        .task(task)
+        .run(l1())
+        .await
+        .unwrap();
+    (max.load(Ordering::SeqCst), report.tasks[0].completed)
+}
+
+#[tokio::test]
+async fn concurrency_bound_is_reached_and_never_exceeded() {
+    // On one thread the warmer fills every permit before its loaders run.
+    assert_eq!(max_in_flight(4).await, (4, 100));
+    assert_eq!(max_in_flight(1).await, (1, 100));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrency_bound_holds_on_many_threads() {
+    let (max, completed) = max_in_flight(3).await;
+    assert!((1..=3).contains(&max), "max in flight {max}");
+    assert_eq!(completed, 100);
+}
+
+#[tokio::test]
+async fn cached_keys_are_skipped_and_counted() {
+    let cache = l1();
+    for i in 0..10 {
+        cache.insert(key(i), 1000 + i as u64);
+    }
+    let calls = Arc::new(AtomicUsize::new(0));
+    let report = Warmer::new()
+        .task(counting_task("t", 0, 30, &calls))
+        .run(cache.clone())
+        .await
+        .unwrap();
+    let t = &report.tasks[0];
+    assert_eq!((t.total, t.completed, t.skipped, t.errors), (30, 20, 10, 0));
+    assert_eq!(calls.load(Ordering::SeqCst), 20);
+    // Cached values were left alone; the others were loaded.
+    assert_eq!(*cache.get(key(3).as_slice()).unwrap(), 1003);
+    assert_eq!(*cache.get(key(29).as_slice()).unwrap(), 29);
+}
+
+#[tokio::test]
+async fn errors_are_counted_by_index_and_the_rest_is_warmed() {
+    let cache = l1();
+    let task = (0..10).fold(WarmTask::new("flaky", 0), |t, i| {
+        t.item(key(i), move || async move {
+            if i == 3 || i == 7 {
+                Err(io::Error::other("upstream 503"))
+            } else {
+                Ok(i as u64)
+            }
+        })
+    });
+    let report = Warmer::new()
+        .max_concurrency(4)
+        .task(task)
+        .task(WarmTask::new("next", -1).item(b"after".to_vec(), || async { Ok::<_, io::Error>(1) }))
+        .run(cache.clone())
+        .await
+        .unwrap();
+    let t = &report.tasks[0];
+    assert_eq!((t.completed, t.errors, t.skipped), (8, 2, 0));
+    let mut failed: Vec<usize> = t.failures.iter().map(|f| f.index).collect();
+    failed.sort_unstable();
+    assert_eq!(failed, [3, 7]);
+    assert!(t.failures[0].error.to_string().contains("upstream 503"));
+    for i in 0..10 {
+        assert_eq!(
+            cache.contains_key(key(i).as_slice()),
+            i != 3 && i != 7,
+            "key {i}"
+        );
+    }
+    // A failing task does not stop the next one.
+    assert_eq!(report.tasks[1].completed, 1);
+}
+
+async fn boom() -> Result<u64, io::Error> {
+    panic!("loader bug")
+}
+
+#[tokio::test]
+async fn a_panicking_loader_is_an_error_at_its_index() {
+    let task = WarmTask::new("panics", 0)
+        .item(key(0), || async { Ok::<_, io::Error>(0) })
+        .item(key(1), boom)
+        .item(key(2), || async { Ok::<_, io::Error>(2) });
+    let report = Warmer::new().task(task).run(l1()).await.unwrap();
+    let t = &report.tasks[0];
+    assert_eq!((t.completed, t.errors), (2, 1));
+    assert_eq!(t.failures[0].index, 1);
+}
+
+#[tokio::test]
+async fn progress_is_monotonic_and_ends_at_total() {
+    let seen: Arc<Mutex<Vec<WarmProgress>>> = Arc::default();
+    let cache = l1();
+    cache.insert(key(0), 0);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let sink = seen.clone();
+    let report = Warmer::new()
+        .max_concurrency(3)
+        .on_progress(move |p| sink.lock().unwrap().push(p.clone()))
+        .task(counting_task("a", 2, 17, &calls))
+        .task(WarmTask::batch(
+            "b",
+            1,
+            (0..25).map(|i| format!("b{i}").into_bytes()).collect(),
+            10,
+            |keys| async move { Ok::<_, io::Error>(vec![7u64; keys.len()]) },
+        ))
+        .run(cache)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap();
+    for task in ["a", "b"] {
+        let dones: Vec<u64> = seen
+            .iter()
+            .filter(|p| p.task == task)
+            .map(|p| p.done)
+            .collect();
+        assert!(dones.windows(2).all(|w| w[0] <= w[1]), "{task}: {dones:?}");
+        let total = if task == "a" { 17 } else { 25 };
+        assert_eq!(dones.last(), Some(&total));
+        assert!(seen
+            .iter()
+            .filter(|p| p.task == task)
+            .all(|p| p.total == total));
+    }
+    // One call per item for "a", one per batch (10 + 10 + 5) for "b".
+    assert_eq!(seen.iter().filter(|p| p.task == "a").count(), 17);
+    assert_eq!(seen.iter().filter(|p| p.task == "b").count(), 3);
+    assert_eq!(report.tasks[0].skipped, 1);
+}
+
+#[tokio::test]
+async fn batch_loader_gets_only_missing_keys_and_failures_hit_its_batch() {
+    let cache = l1();
+    cache.insert(b"b1".to_vec(), 100);
+    cache.insert(b"b12".to_vec(), 100);
+    let batches: Arc<Mutex<Vec<Vec<Vec<u8>>>>> = Arc::default();
+    let log = batches.clone();
+    let keys: Vec<Vec<u8>> = (0..25).map(|i| format!("b{i}").into_bytes()).collect();
+    let task = WarmTask::batch("batch", 0, keys, 10, move |keys: Vec<Vec<u8>>| {
+        log.lock().unwrap().push(keys.clone());
+        async move {
+            if keys.iter().any(|k| k.as_slice() == b"b20") {
+                return Err(io::Error::other("batch down"));
+            }
+            if keys.iter().any(|k| k.as_slice() == b"b10") {
+                return Ok(vec![1u64]); // wrong length
+            }
+            Ok(keys.iter().map(|k| k.len() as u64).collect())
+        }
+    });
+    let report = Warmer::new()
+        .max_concurrency(1)
+        .task(task)
+        .run(cache.clone())
+        .await
+        .unwrap();
+    let t = &report.tasks[0];
+    // Batch 0..10: 9 loaded, 1 skipped; 10..20: 1 skipped, 9 failed (length); 20..25: 5 failed.
+    assert_eq!((t.total, t.completed, t.skipped, t.errors), (25, 9, 2, 14));
+    let mut failed: Vec<usize> = t.failures.iter().map(|f| f.index).collect();
+    failed.sort_unstable();
+    let expected: Vec<usize> = (10..25).filter(|&i| i != 12).collect();
+    assert_eq!(failed, expected);
+    let batches = batches.lock().unwrap();
+    assert_eq!(batches.len(), 3);
+    assert!(batches
+        .iter()
+        .flatten()
+        .all(|k| k.as_slice() != b"b1" && k.as_slice() != b"b12"));
+    assert_eq!(*cache.get(b"b3".as_slice()).unwrap(), 2);
+    assert_eq!(*cache.get(b"b1".as_slice()).unwrap(), 100);
+    assert!(!cache.contains_key(b"b11".as_slice()));
+}
+
+#[tokio::test]
+async fn cancellation_stops_new_loads_and_reports_cancelled() {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let tx = Mutex::new(Some(tx));
+    let started = Arc::new(AtomicUsize::new(0));
+    let task = (0..10).fold(WarmTask::new("slow", 1), |t, i| {
+        let started = started.clone();
+        t.item(key(i), move || async move {
+            started.fetch_add(1, Ordering::SeqCst);
+            if i >= 2 {
+                std::future::pending::<()>().await;
+            }
+            Ok::<_, io::Error>(i as u64)
+        })
+    });
+    let report = Warmer::new()
+        .max_concurrency(2)
+        .on_progress(move |p| {
+            if p.done == 2 {
+                if let Some(tx) = tx.lock().unwrap().take() {
+                    let _ = tx.send(());
+                }
+            }
+        })
+        .task(task)
+        .task(WarmTask::new("never", 0).item(b"x".to_vec(), || async { Ok::<_, io::Error>(0) }))
+        .run_until(l1(), async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    assert!(report.cancelled);
+    assert_eq!(
+        report.tasks.len(),
+        1,
+        "the lower-priority task never started"
+    );
+    let t = &report.tasks[0];
+    assert!(t.cancelled);
+    assert_eq!((t.completed, t.errors), (2, 0));
+    assert!(started.load(Ordering::SeqCst) <= 4);
+}
+
+#[tokio::test]
+async fn zero_concurrency_is_a_typed_error() {
+    let e = Warmer::<u64>::new()
+        .max_concurrency(0)
+        .run(l1())
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        e,
+        perf_cache::Error::InvalidConfig {
+            field: "max_concurrency",
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn warms_a_tiered_cache() {
+    let tiered: TieredCache<u64> = TieredCache::builder().l1(l1()).build();
+    tiered
+        .set(&key(0), 99, perf_cache::tiered::WriteOptions::new())
+        .await;
+    let calls = Arc::new(AtomicUsize::new(0));
+    let report = Warmer::new()
+        .task(counting_task("tiered", 0, 5, &calls))
+        .run(tiered.clone())
+        .await
+        .unwrap();
+    let t = &report.tasks[0];
+    assert_eq!((t.completed, t.skipped), (4, 1));
+    assert_eq!(*tiered.get(&key(0)).await.unwrap(), 99);
+    assert_eq!(*tiered.get(&key(4)).await.unwrap(), 4);
+}
+
+/// Counts its drops, to see loaders being aborted.
+struct DropGuard(Arc<AtomicUsize>);
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn dropping_the_run_future_aborts_loads_in_flight() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let task = (0..10).fold(WarmTask::new("hangs", 0), |t, i| {
+        let (started, dropped) = (started.clone(), dropped.clone());
+        t.item(key(i), move || async move {
+            let _guard = DropGuard(dropped);
+            started.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<()>().await;
+            Ok::<_, io::Error>(i as u64)
+        })
+    });
+    let run = Warmer::new().max_concurrency(2).task(task).run(l1());
+    tokio::select! {
+        biased;
+        _ = run => panic!("the run cannot finish: its loaders never complete"),
+        () = async {
+            while started.load(Ordering::SeqCst) < 2 {
+                tokio::task::yield_now().await;
+            }
+        } => {}
+    }
+    // `run` was dropped by `select!`; its JoinSet aborted both loads.
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(started.load(Ordering::SeqCst), 2);
+    assert_eq!(dropped.load(Ordering::SeqCst), 2);
+}
