@@ -212,22 +212,7 @@ impl StreamProcessor {
         F: Fn(Vec<T>) -> Fut,
         Fut: Future<Output = Result<Vec<R>, E>>,
     {
-        let state = State {
-            cfg: self.clone(),
-            input: Box::pin(input),
-            f,
-            buffer: Vec::new(),
-            timer: None,
-            flush_due: false,
-            input_done: false,
-            in_flight: FuturesUnordered::new(),
-            in_flight_items: 0,
-            next_seq: 0,
-            next_out: 0,
-            reorder: BTreeMap::new(),
-            memory_blocked: false,
-            undelivered: None,
-        };
+        let state = State::new(self.clone(), input, f, None);
         futures::stream::unfold(state, State::step)
     }
 
@@ -257,22 +242,7 @@ impl StreamProcessor {
         Fut: Future<Output = Result<Vec<R>, E>> + Send + 'static,
     {
         let undelivered = Arc::new(Outbox::default());
-        let state = State {
-            cfg: self.clone(),
-            input: Box::pin(input),
-            f,
-            buffer: Vec::new(),
-            timer: None,
-            flush_due: false,
-            input_done: false,
-            in_flight: FuturesUnordered::new(),
-            in_flight_items: 0,
-            next_seq: 0,
-            next_out: 0,
-            reorder: BTreeMap::new(),
-            memory_blocked: false,
-            undelivered: Some(undelivered.clone()),
-        };
+        let state = State::new(self.clone(), input, f, Some(undelivered.clone()));
         let (tx, rx) = tokio::sync::mpsc::channel(1);
         let driver = tokio::spawn(async move {
             let stream = futures::stream::unfold(state, State::step);
@@ -327,8 +297,6 @@ struct State<S, T, R, E, F, Fut> {
     undelivered: Option<Arc<Outbox>>,
 }
 
-/// A running batch: its number, size, trigger and the batch function's future with panics
-/// caught.
 /// Items of finished batches waiting for the consumer, and a wake-up when some are taken.
 #[derive(Debug, Default)]
 struct Outbox {
@@ -367,6 +335,8 @@ enum Event<T, R, E> {
     Item(Option<T>),
 }
 
+/// A running batch: its number, size, trigger and the batch function's future with panics
+/// caught.
 struct BatchFuture<Fut, R, E> {
     seq: u64,
     items: usize,
@@ -410,6 +380,26 @@ where
     F: Fn(Vec<T>) -> Fut,
     Fut: Future<Output = Result<Vec<R>, E>>,
 {
+    /// The state at the start of a run; `undelivered` is set in spawned mode.
+    fn new(cfg: StreamProcessor, input: S, f: F, undelivered: Option<Arc<Outbox>>) -> Self {
+        State {
+            cfg,
+            input: Box::pin(input),
+            f,
+            buffer: Vec::new(),
+            timer: None,
+            flush_due: false,
+            input_done: false,
+            in_flight: FuturesUnordered::new(),
+            in_flight_items: 0,
+            next_seq: 0,
+            next_out: 0,
+            reorder: BTreeMap::new(),
+            memory_blocked: false,
+            undelivered,
+        }
+    }
+
     fn dispatch(&mut self, trigger: FlushTrigger) {
         let batch = std::mem::replace(&mut self.buffer, Vec::with_capacity(self.cfg.buffer_size));
         self.timer = None;
