@@ -18,6 +18,14 @@ use crate::nplusone::{NPlusOneConfig, NPlusOneDetector};
 use crate::result_cache::{ResultCache, ResultKey};
 use crate::sql::{analyze, TableName};
 
+/// A statement ready to run through [`TrackedPool`]: see `TrackedPool::prepare`.
+struct Prepared {
+    shape: Arc<Shape>,
+    client: deadpool_postgres::Object,
+    statement: tokio_postgres::Statement,
+    start: std::time::Instant,
+}
+
 /// Tables a statement shape reads and writes (`None` when sqlparser cannot parse it).
 #[derive(Debug, Clone)]
 struct Shape {
@@ -223,6 +231,19 @@ impl TrackedPool {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<(Vec<Row>, Arc<Shape>)> {
+        let p = self.prepare(sql).await?;
+        let rows = p
+            .client
+            .query(&p.statement, params)
+            .await
+            .map_err(|e| QueryError::pg("query", 0, e))?;
+        self.finish(context, &p);
+        Ok((rows, p.shape))
+    }
+
+    /// The first half of running a statement: its shape, a pooled client, the prepared
+    /// statement, and the instant timing started (before the prepare, so a cold prepare counts).
+    async fn prepare(&self, sql: &str) -> Result<Prepared> {
         let shape = self.shape(sql)?;
         let client = self
             .pool
@@ -234,17 +255,23 @@ impl TrackedPool {
             .prepare_cached(sql)
             .await
             .map_err(|e| QueryError::pg("prepare", 0, e))?;
-        let rows = client
-            .query(&statement, params)
-            .await
-            .map_err(|e| QueryError::pg("query", 0, e))?;
-        let elapsed = self.clock.now().saturating_duration_since(start);
+        Ok(Prepared {
+            shape,
+            client,
+            statement,
+            start,
+        })
+    }
+
+    /// The second half, after the statement ran: its duration goes to the N+1 detector and
+    /// its writes invalidate cached results.
+    fn finish(&self, context: &str, p: &Prepared) {
+        let elapsed = self.clock.now().saturating_duration_since(p.start);
         if self.enabled {
             self.detector
-                .record_normalized(&shape.normalized, context, elapsed);
+                .record_normalized(&p.shape.normalized, context, elapsed);
         }
-        self.invalidate(&shape);
-        Ok((rows, shape))
+        self.invalidate(&p.shape);
     }
 
     /// Runs `sql` in `context` and returns its rows (no caching). Writes invalidate.
@@ -273,27 +300,13 @@ impl TrackedPool {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64> {
-        let shape = self.shape(sql)?;
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
-        let start = self.clock.now();
-        let statement = client
-            .prepare_cached(sql)
-            .await
-            .map_err(|e| QueryError::pg("prepare", 0, e))?;
-        let n = client
-            .execute(&statement, params)
+        let p = self.prepare(sql).await?;
+        let n = p
+            .client
+            .execute(&p.statement, params)
             .await
             .map_err(|e| QueryError::pg("execute", 0, e))?;
-        let elapsed = self.clock.now().saturating_duration_since(start);
-        if self.enabled {
-            self.detector
-                .record_normalized(&shape.normalized, context, elapsed);
-        }
-        self.invalidate(&shape);
+        self.finish(context, &p);
         Ok(n)
     }
 
