@@ -99,7 +99,9 @@ struct ManualInner {
 struct ManualState {
     offset: Duration,
     wall: SystemTime,
-    sleepers: Vec<(Instant, Waker)>,
+    /// Registered sleeps: deadline, the sleep's id, its waker.
+    sleepers: Vec<(Instant, u64, Waker)>,
+    next_sleep_id: u64,
 }
 
 impl ManualClock {
@@ -126,6 +128,7 @@ impl ManualClock {
                     offset: Duration::ZERO,
                     wall,
                     sleepers: Vec::new(),
+                    next_sleep_id: 0,
                 }),
             }),
         }
@@ -145,12 +148,12 @@ impl ManualClock {
             let now = self.inner.base + state.offset;
             let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut state.sleepers)
                 .into_iter()
-                .partition(|(deadline, _)| *deadline <= now);
+                .partition(|(deadline, _, _)| *deadline <= now);
             state.sleepers = waiting;
             due
         };
         // Wake outside the lock: a woken task may poll on this thread and take the lock again.
-        for (_, waker) in due {
+        for (_, _, waker) in due {
             waker.wake();
         }
     }
@@ -211,9 +214,15 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, deadline: Instant) -> Sleep {
+        let id = {
+            let mut state = self.inner.lock();
+            state.next_sleep_id += 1;
+            state.next_sleep_id
+        };
         Box::pin(ManualSleep {
             clock: self.inner.clone(),
             deadline,
+            id,
             registered: false,
         })
     }
@@ -222,6 +231,8 @@ impl Clock for ManualClock {
 struct ManualSleep {
     clock: Arc<ManualInner>,
     deadline: Instant,
+    /// Tells this sleep's registration from others with the same deadline.
+    id: u64,
     registered: bool,
 }
 
@@ -236,15 +247,10 @@ impl Future for ManualSleep {
             return Poll::Ready(());
         }
         // Replace this sleep's earlier waker, if any, so that repeated polls do not pile up.
-        let waker = cx.waker();
-        if let Some(slot) = state
-            .sleepers
-            .iter_mut()
-            .find(|(d, w)| *d == deadline && w.will_wake(waker))
-        {
-            slot.1 = waker.clone();
-        } else {
-            state.sleepers.push((deadline, waker.clone()));
+        let (id, waker) = (self.id, cx.waker().clone());
+        match state.sleepers.iter_mut().find(|(_, i, _)| *i == id) {
+            Some(slot) => slot.2 = waker,
+            None => state.sleepers.push((deadline, id, waker)),
         }
         drop(state);
         self.registered = true;
@@ -255,11 +261,10 @@ impl Future for ManualSleep {
 impl Drop for ManualSleep {
     fn drop(&mut self) {
         if self.registered {
-            let deadline = self.deadline;
+            let id = self.id;
             let mut state = self.clock.lock();
-            // Remove one registration for this deadline; sleeps with equal deadlines are
-            // interchangeable for the purpose of `pending_sleeps`.
-            if let Some(pos) = state.sleepers.iter().position(|(d, _)| *d == deadline) {
+            // Remove only this sleep's registration: another sleep may share the deadline.
+            if let Some(pos) = state.sleepers.iter().position(|(_, i, _)| *i == id) {
                 state.sleepers.swap_remove(pos);
             }
         }
@@ -299,6 +304,30 @@ mod tests {
         assert_eq!(clock.pending_sleeps(), 1);
         drop(sleep);
         assert_eq!(clock.pending_sleeps(), 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_one_of_two_equal_deadlines_keeps_the_other_waking() {
+        let clock = ManualClock::new();
+        let deadline = clock.now() + Duration::from_secs(5);
+        let shared = clock.shared();
+        let waiter = tokio::spawn(async move { shared.sleep_until(deadline).await });
+        while clock.pending_sleeps() == 0 {
+            tokio::task::yield_now().await;
+        }
+        // A second sleep with the same deadline registers, then is dropped (a cancelled
+        // timeout): the spawned sleep must still be woken by `advance`.
+        let mut other = clock.sleep_until(deadline);
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(other.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(clock.pending_sleeps(), 2);
+        drop(other);
+        assert_eq!(clock.pending_sleeps(), 1);
+        clock.advance(Duration::from_secs(5));
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("the remaining sleep was never woken")
+            .unwrap();
     }
 
     #[test]
