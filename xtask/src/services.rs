@@ -135,83 +135,173 @@ fn env_url(var: &str) -> Option<String> {
 pub(crate) fn up(mode: Mode) -> Result<Services, String> {
     let mut state = State::load();
     let mut docker = None;
-    let redis = find_redis(mode, &mut state, &mut docker);
-    let postgres = find_postgres(mode, &mut state, &mut docker);
+    let redis = find(Kind::Redis, mode, &mut state, &mut docker);
+    let postgres = find(Kind::Postgres, mode, &mut state, &mut docker);
     if mode == Mode::Up {
         state.save()?;
     }
     Ok(Services { redis, postgres })
 }
 
-fn find_redis(mode: Mode, state: &mut State, docker: &mut Option<bool>) -> Result<Found, String> {
+/// The two services xtask looks for; everything that differs between them in the discovery
+/// steps is a method here, so [`find`] states the order once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Redis,
+    Postgres,
+}
+
+impl Kind {
+    fn env_var(self) -> &'static str {
+        match self {
+            Kind::Redis => perf_testkit::REDIS_URL_VAR,
+            Kind::Postgres => perf_testkit::DATABASE_URL_VAR,
+        }
+    }
+
+    fn scheme(self) -> &'static str {
+        match self {
+            Kind::Redis => "redis://",
+            Kind::Postgres => "postgres://",
+        }
+    }
+
+    /// The service's name in docker-compose.yml.
+    fn compose_name(self) -> &'static str {
+        match self {
+            Kind::Redis => "redis",
+            Kind::Postgres => "postgres",
+        }
+    }
+
+    fn default_port(self) -> u16 {
+        match self {
+            Kind::Redis => 6379,
+            Kind::Postgres => 5432,
+        }
+    }
+
+    fn default_url(self) -> &'static str {
+        match self {
+            Kind::Redis => DEFAULT_REDIS_URL,
+            Kind::Postgres => DEFAULT_DATABASE_URL,
+        }
+    }
+
+    /// Whether the server on `port` answers: a PING for Redis, a TCP connect for PostgreSQL.
+    fn answers(self, port: u16, timeout: Duration) -> bool {
+        match self {
+            Kind::Redis => redis_ping("127.0.0.1", port, timeout),
+            Kind::Postgres => tcp_reachable("127.0.0.1", port, timeout),
+        }
+    }
+
+    /// The URL to use for the server on the default port (PostgreSQL: a database that exists,
+    /// created in [`Mode::Up`]).
+    fn default_port_url(self, mode: Mode) -> Result<String, String> {
+        match self {
+            Kind::Redis => Ok(DEFAULT_REDIS_URL.into()),
+            Kind::Postgres => postgres::default_port_url(mode == Mode::Up),
+        }
+    }
+
+    fn recorded(self, state: &mut State) -> &mut Option<Throwaway> {
+        match self {
+            Kind::Redis => &mut state.redis,
+            Kind::Postgres => &mut state.postgres,
+        }
+    }
+
+    /// Starts a throwaway server; `previous` is the recorded one that no longer answers
+    /// (PostgreSQL restarts its data directory, Redis keeps nothing). Returns the server and
+    /// whether it reused `previous`.
+    fn start(self, previous: Option<&Throwaway>) -> Result<(Throwaway, bool), String> {
+        match self {
+            Kind::Redis => {
+                let binary =
+                    find_binary("redis-server").ok_or("redis-server is not on PATH".to_string())?;
+                start_redis(&binary)
+                    .map(|t| (t, false))
+                    .map_err(|e| format!("throwaway redis-server failed: {e}"))
+            }
+            Kind::Postgres => {
+                let bin_dir = postgres_bin_dir().ok_or(
+                    "initdb/pg_ctl not found (PATH, /usr/lib/postgresql/*/bin)".to_string(),
+                )?;
+                start_postgres(&bin_dir, previous)
+                    .map(|t| (t, previous.is_some()))
+                    .map_err(|e| format!("throwaway PostgreSQL failed: {e}"))
+            }
+        }
+    }
+}
+
+/// The discovery order: the environment, the default port, a throwaway instance (recorded, else
+/// new), docker compose. Each step that fails adds its reason to the error of the last.
+fn find(
+    kind: Kind,
+    mode: Mode,
+    state: &mut State,
+    docker: &mut Option<bool>,
+) -> Result<Found, String> {
+    let found = |url: String, source: Source| Ok(Found { url, source });
+    let var = kind.env_var();
     // 1. The environment.
-    if let Some(url) = env_url(perf_testkit::REDIS_URL_VAR) {
+    if let Some(url) = env_url(var) {
         let (host, port) = host_port(&url)
-            .ok_or_else(|| format!("REDIS_URL={} is not a redis:// URL", redact_url(&url)))?;
+            .ok_or_else(|| format!("{var}={} is not a {} URL", redact_url(&url), kind.scheme()))?;
         return if tcp_reachable(&host, port, PROBE) {
-            Ok(Found {
-                url,
-                source: Source::Env,
-            })
+            found(url, Source::Env)
         } else {
             Err(format!(
-                "REDIS_URL={} is set but nothing answers at {host}:{port}",
+                "{var}={} is set but nothing answers at {host}:{port}",
                 redact_url(&url)
             ))
         };
     }
+    let mut problems = Vec::new();
     // 2. The default port.
-    if !skip_default() && redis_ping("127.0.0.1", 6379, PROBE) {
-        return Ok(Found {
-            url: DEFAULT_REDIS_URL.into(),
-            source: Source::DefaultPort,
-        });
+    if !skip_default() && kind.answers(kind.default_port(), PROBE) {
+        match kind.default_port_url(mode) {
+            Ok(url) => return found(url, Source::DefaultPort),
+            Err(e) => problems.push(e),
+        }
     }
     // 3. A throwaway instance: reuse the recorded one, else start one.
-    if let Some(t) = &state.redis {
-        if redis_ping("127.0.0.1", t.port, PROBE) {
-            return Ok(Found {
-                url: t.url.clone(),
-                source: Source::Throwaway { reused: true },
-            });
+    if let Some(t) = kind.recorded(state).clone() {
+        if kind.answers(t.port, PROBE) {
+            return found(t.url, Source::Throwaway { reused: true });
         }
     }
-    if state.compose.iter().any(|s| s == "redis") && redis_ping("127.0.0.1", 6379, PROBE) {
-        return Ok(Found {
-            url: DEFAULT_REDIS_URL.into(),
-            source: Source::Compose,
-        });
+    let composed = state.compose.iter().any(|s| s == kind.compose_name());
+    if composed && kind.answers(kind.default_port(), PROBE) {
+        return found(kind.default_url().into(), Source::Compose);
     }
     if mode == Mode::Status {
-        return Err("not running (run `cargo xtask services up`)".into());
+        problems.push("not running (run `cargo xtask services up`)".into());
+        return Err(problems.join("; "));
     }
-    let mut problems = Vec::new();
-    match find_binary("redis-server") {
-        Some(binary) => match start_redis(&binary) {
-            Ok(t) => {
-                let url = t.url.clone();
-                state.redis = Some(t);
-                return Ok(Found {
-                    url,
-                    source: Source::Throwaway { reused: false },
-                });
-            }
-            Err(e) => problems.push(format!("throwaway redis-server failed: {e}")),
-        },
-        None => problems.push("redis-server is not on PATH".into()),
+    let previous = kind.recorded(state).clone();
+    match kind.start(previous.as_ref()) {
+        Ok((t, reused)) => {
+            let url = t.url.clone();
+            *kind.recorded(state) = Some(t);
+            return found(url, Source::Throwaway { reused });
+        }
+        Err(e) => problems.push(e),
     }
     // 4. Docker compose.
-    match compose_up("redis", docker) {
-        Ok(()) if redis_ping("127.0.0.1", 6379, Duration::from_secs(5)) => {
-            if !state.compose.iter().any(|s| s == "redis") {
-                state.compose.push("redis".into());
+    let name = kind.compose_name();
+    match compose_up(name, docker) {
+        Ok(()) if kind.answers(kind.default_port(), Duration::from_secs(5)) => {
+            if !composed {
+                state.compose.push(name.into());
             }
-            return Ok(Found {
-                url: DEFAULT_REDIS_URL.into(),
-                source: Source::Compose,
-            });
+            return found(kind.default_url().into(), Source::Compose);
         }
-        Ok(()) => problems.push("docker compose started redis but it does not answer".into()),
+        Ok(()) => problems.push(format!(
+            "docker compose started {name} but it does not answer"
+        )),
         Err(e) => problems.push(e),
     }
     Err(problems.join("; "))
@@ -253,92 +343,6 @@ fn start_redis(binary: &Path) -> Result<Throwaway, String> {
         dir,
         bin_dir: binary.parent().map(Path::to_path_buf),
     })
-}
-
-fn find_postgres(
-    mode: Mode,
-    state: &mut State,
-    docker: &mut Option<bool>,
-) -> Result<Found, String> {
-    // 1. The environment.
-    if let Some(url) = env_url(perf_testkit::DATABASE_URL_VAR) {
-        let (host, port) = host_port(&url)
-            .ok_or_else(|| format!("DATABASE_URL={} is not a postgres:// URL", redact_url(&url)))?;
-        return if tcp_reachable(&host, port, PROBE) {
-            Ok(Found {
-                url,
-                source: Source::Env,
-            })
-        } else {
-            Err(format!(
-                "DATABASE_URL={} is set but nothing answers at {host}:{port}",
-                redact_url(&url)
-            ))
-        };
-    }
-    let mut problems = Vec::new();
-    // 2. The default port.
-    if !skip_default() && tcp_reachable("127.0.0.1", 5432, PROBE) {
-        match postgres::default_port_url(mode == Mode::Up) {
-            Ok(url) => {
-                return Ok(Found {
-                    url,
-                    source: Source::DefaultPort,
-                })
-            }
-            Err(e) => problems.push(e),
-        }
-    }
-    // 3. A throwaway instance: reuse the recorded one (restarting it if it stopped), else
-    // create one.
-    if let Some(t) = state.postgres.clone() {
-        if tcp_reachable("127.0.0.1", t.port, PROBE) {
-            return Ok(Found {
-                url: t.url,
-                source: Source::Throwaway { reused: true },
-            });
-        }
-    }
-    if state.compose.iter().any(|s| s == "postgres") && tcp_reachable("127.0.0.1", 5432, PROBE) {
-        return Ok(Found {
-            url: DEFAULT_DATABASE_URL.into(),
-            source: Source::Compose,
-        });
-    }
-    if mode == Mode::Status {
-        problems.push("not running (run `cargo xtask services up`)".into());
-        return Err(problems.join("; "));
-    }
-    match postgres_bin_dir() {
-        Some(bin_dir) => match start_postgres(&bin_dir, state.postgres.as_ref()) {
-            Ok(t) => {
-                let url = t.url.clone();
-                let reused = state.postgres.is_some();
-                state.postgres = Some(t);
-                return Ok(Found {
-                    url,
-                    source: Source::Throwaway { reused },
-                });
-            }
-            Err(e) => problems.push(format!("throwaway PostgreSQL failed: {e}")),
-        },
-        None => problems.push("initdb/pg_ctl not found (PATH, /usr/lib/postgresql/*/bin)".into()),
-    }
-    // 4. Docker compose.
-    match compose_up("postgres", docker) {
-        Ok(()) if tcp_reachable("127.0.0.1", 5432, Duration::from_secs(5)) => {
-            if !state.compose.iter().any(|s| s == "postgres") {
-                state.compose.push("postgres".into());
-            }
-            return Ok(Found {
-                url: DEFAULT_DATABASE_URL.into(),
-                source: Source::Compose,
-            });
-        }
-        Ok(()) => problems.push("docker compose started postgres but it does not answer".into()),
-        Err(e) => problems.push(e),
-    }
-    Err(problems.join("; "))
 }
 
 /// Runs `pg_ctl`-family binaries as `postgres` when we are root, from a directory that user can
