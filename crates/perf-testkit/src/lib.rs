@@ -30,6 +30,7 @@
 //! For tests that crash the server on purpose, [`TempRedis`] and [`TempPostgres`] start private
 //! instances on free ports that can be stopped and restarted at will.
 
+mod child;
 mod error;
 mod names;
 mod services;
@@ -37,6 +38,7 @@ pub mod support;
 mod temp_postgres;
 mod temp_redis;
 
+pub use child::{run_child_test, ChildResult};
 pub use error::TestkitError;
 pub use names::unique_name;
 pub use services::{

@@ -13,12 +13,14 @@ const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// How many fresh ports `start` tries when another process takes the chosen one.
 const PORT_ATTEMPTS: usize = 4;
 
-/// A `redis-server` child process on a free port of 127.0.0.1, with persistence off and its
-/// working directory under `target/perfkit-tmp/`.
+/// A `redis-server` child process on a free port of 127.0.0.1, with its working directory under
+/// `target/perfkit-tmp/`; persistence is off unless it was started with
+/// [`start_persistent`](Self::start_persistent).
 ///
 /// [`stop`](Self::stop) kills it with SIGKILL (a crash, not a shutdown);
-/// [`start_again`](Self::start_again) brings it back on the same port, empty. Dropping the value
-/// kills the process and removes its directory.
+/// [`start_again`](Self::start_again) brings it back on the same port: empty, or, when
+/// persistent, with every write it acknowledged. Dropping the value kills the process and
+/// removes its directory.
 ///
 /// ```no_run
 /// use perf_testkit::TempRedis;
@@ -35,6 +37,8 @@ pub struct TempRedis {
     dir: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Append-only file with an fsync per write: a SIGKILL loses nothing acknowledged.
+    persistent: bool,
 }
 
 impl TempRedis {
@@ -45,6 +49,23 @@ impl TempRedis {
     /// assert!(redis.url().starts_with("redis://127.0.0.1:"));
     /// ```
     pub fn start() -> Result<Self, TestkitError> {
+        Self::start_with(false)
+    }
+
+    /// Like [`start`](Self::start), but with Redis's append-only file on and an fsync after
+    /// every write (`appendfsync always`), so a [`stop`](Self::stop) (SIGKILL) followed by
+    /// [`start_again`](Self::start_again) keeps every write the server acknowledged, as a
+    /// production Redis configured for durability would.
+    ///
+    /// ```no_run
+    /// let mut redis = perf_testkit::TempRedis::start_persistent().unwrap();
+    /// redis.restart().unwrap(); // the data written before is still there
+    /// ```
+    pub fn start_persistent() -> Result<Self, TestkitError> {
+        Self::start_with(true)
+    }
+
+    fn start_with(persistent: bool) -> Result<Self, TestkitError> {
         let binary = find_binary("redis-server").ok_or(TestkitError::BinaryNotFound {
             name: "redis-server".into(),
             hint: "apt-get install redis-server, or brew install redis",
@@ -55,6 +76,7 @@ impl TempRedis {
             dir,
             port: 0,
             child: None,
+            persistent,
         };
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
@@ -85,7 +107,26 @@ impl TempRedis {
     /// When the server cannot be started and `PERFKIT_REQUIRE_SERVICES=1`, or when it is
     /// installed but fails to start (a broken machine should not look like a skipped test).
     pub fn start_or_skip() -> Option<Self> {
-        match Self::start() {
+        Self::skip_unless_installed(Self::start())
+    }
+
+    /// [`start_persistent`](Self::start_persistent) with the skip policy of
+    /// [`start_or_skip`](Self::start_or_skip).
+    ///
+    /// ```no_run
+    /// let Some(redis) = perf_testkit::TempRedis::start_persistent_or_skip() else { return };
+    /// # let _ = redis;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`start_or_skip`](Self::start_or_skip).
+    pub fn start_persistent_or_skip() -> Option<Self> {
+        Self::skip_unless_installed(Self::start_persistent())
+    }
+
+    fn skip_unless_installed(started: Result<Self, TestkitError>) -> Option<Self> {
+        match started {
             Ok(redis) => Some(redis),
             Err(e @ TestkitError::BinaryNotFound { .. }) if !crate::require_services() => {
                 crate::services::skip_notice(&format!("needs a private Redis ({e})"));
@@ -158,7 +199,8 @@ impl TempRedis {
     }
 
     /// Starts the server again on the same port after [`stop`](Self::stop) and waits until it
-    /// answers. It comes back empty, since persistence is off.
+    /// answers. It comes back empty unless it was started with
+    /// [`start_persistent`](Self::start_persistent).
     ///
     /// ```no_run
     /// let mut redis = perf_testkit::TempRedis::start().unwrap();
@@ -188,9 +230,18 @@ impl TempRedis {
     fn spawn_and_wait(&mut self) -> Result<(), TestkitError> {
         let log = self.dir.join("redis.log");
         let port = self.port.to_string();
+        let appendonly = if self.persistent { "yes" } else { "no" };
         let mut cmd = Command::new(&self.binary);
         cmd.args(["--port", &port, "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                appendonly,
+                "--daemonize",
+                "no",
+            ])
+            .args(["--appendfsync", "always"])
             .args(["--protected-mode", "no"])
             .arg("--dir")
             .arg(&self.dir)
