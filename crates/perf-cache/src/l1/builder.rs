@@ -157,8 +157,8 @@ impl<K, V, W> CacheBuilder<K, V, W> {
 
     /// Number of shards, rounded up to a power of two. Default: four per CPU (at most 64),
     /// fewer when that would give a shard less than 4096 bytes (weigher units) or 64 entries.
-    /// An entry heavier than `max_bytes / shards` is rejected: with 8 shards and 256 MiB, the
-    /// largest value L1 keeps is 32 MiB. One shard admits entries up to the whole budget.
+    /// Each shard has `max_bytes / shards` of the budget; an entry heavier than that borrows
+    /// budget from the other shards, so any entry up to `max_bytes` is admitted.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards.max(1));
         self
@@ -237,6 +237,10 @@ impl<K, V, W> CacheBuilder<K, V, W> {
                 policy: self.config.policy,
                 max_bytes: self.config.max_bytes,
                 max_entries: self.config.max_entries,
+                share: per_bytes,
+                pool: std::sync::atomic::AtomicU64::new(
+                    self.config.max_bytes - per_bytes * n as u64,
+                ),
                 latency: LatencyHistogram::new(),
                 flights: SingleFlight::default(),
                 negative: Mutex::new(negative),

@@ -31,7 +31,11 @@ pub enum Policy {
     /// window's size (1 % to 90 % of the shard) is chosen by miniature simulations: five small
     /// W-TinyLFU caches, one per candidate window, fed a spatial sample of the keys; the shard
     /// adopts the window of the one with the most recent hits. The policy thus leans towards
-    /// frequency on loops and scans and towards recency on recency-heavy traces.
+    /// frequency on loops and scans and towards recency on recency-heavy traces. Admission
+    /// asks a candidate to beat the victim's frequency by more than one, unless a ghost
+    /// history (two small Bloom filters of recently evicted keys) says it is coming back, in
+    /// which case a tie suffices. Hits in the window and the protected queue set a CLOCK
+    /// reference bit (second chance at the tail) rather than moving the entry.
     #[default]
     TinyLfu,
 }

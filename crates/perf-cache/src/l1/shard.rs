@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use hashbrown::HashTable;
 
+use super::ghost::Ghost;
 use super::policy::Policy;
 use super::sketch::FrequencySketch;
 use super::stats::ShardStats;
@@ -22,6 +23,11 @@ const PROTECTED: u8 = 2;
 const LFU_LEVELS: usize = 16;
 
 const HAS_TAGS: u8 = 1;
+/// TinyLFU: hit since the entry last reached its queue's tail (CLOCK's reference bit). A hit in
+/// the window or the protected queue only sets it; the entry moves to the head when it reaches
+/// the tail (second chance). A hit thus touches one entry instead of three (the entry and both
+/// neighbours), at the cost of an LRU order that is approximate within those queues.
+const REFERENCED: u8 = 2;
 
 /// The hasher every shard and the cache front share (foldhash, randomly seeded per cache).
 pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
@@ -30,8 +36,6 @@ pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
 pub(crate) struct Node<K, V> {
     pub(crate) key: K,
     pub(crate) value: Arc<V>,
-    /// Deadline in clock ticks (nanoseconds since the cache's base instant, plus one); 0: never.
-    pub(crate) expires: u64,
     prev: u32,
     next: u32,
     pub(crate) weight: u32,
@@ -72,7 +76,10 @@ struct TinyLfu {
     sketch_limit: usize,
     window_max: u64,
     protected_max: u64,
+    /// The window's share of the shard, as last chosen (kept when the shard's budget changes).
+    window_fraction: f64,
     minis: Option<Box<Minis>>,
+    ghost: Ghost,
     rng: u64,
 }
 
@@ -89,13 +96,19 @@ const MAX_SAMPLE_SHIFT: u32 = 6;
 /// A candidate must lead the current window by this share of its (decayed) hits before the
 /// shard switches: moving the window reshuffles the queues, so chasing noise costs hits.
 const HYSTERESIS: f64 = 0.05;
-/// Sampled requests between decisions, in multiples of the simulations' capacity.
-const PERIOD: u64 = 5;
+/// Sampled requests between decisions: the simulations' capacity divided by this.
+const PERIOD_DIVISOR: u64 = 2;
+/// Each decision multiplies the simulations' hit counts by this: they remember about ten
+/// periods, enough to rank the candidates despite noise, short enough to follow phases.
+const DECAY: f64 = 0.9;
 /// A simulation starts with at most this many entries...
 const MAX_MINI_START: u64 = 1024;
 /// ...and never grows beyond this many: five simulations then cost at most 5 × 8192 small
 /// entries per shard, about 5/64 of the live entries of a large shard.
 const MAX_MINI_ENTRIES: u64 = 8192;
+/// A candidate with no ghost history is admitted only if its frequency estimate exceeds the
+/// victim's by more than this.
+const ADMIT_MARGIN: u8 = 1;
 /// Below this many entries a shard does not adapt (its window stays at 1 %).
 const MIN_ADAPTIVE_ENTRIES: u64 = 64;
 
@@ -157,7 +170,7 @@ impl Minis {
         }
         self.sampled += 1;
         let capacity = self.caches[0].max_weight;
-        if self.sampled < PERIOD * capacity {
+        if self.sampled * PERIOD_DIVISOR < capacity {
             return None;
         }
         self.sampled = 0;
@@ -173,7 +186,7 @@ impl Minis {
             .max_by(|&a, &b| self.hits[a].total_cmp(&self.hits[b]).then(b.cmp(&a)))
             .unwrap_or(self.current);
         for h in &mut self.hits {
-            *h /= 2.0;
+            *h *= DECAY;
         }
         let lead = self.hits[best] - self.hits[self.current];
         if best != self.current && lead > HYSTERESIS * self.hits[self.current].max(1.0) {
@@ -194,7 +207,9 @@ impl TinyLfu {
             sketch_limit: limit,
             window_max: 1,
             protected_max: 0,
+            window_fraction: window,
             minis,
+            ghost: Ghost::new(limit.min(1024)),
             rng: 0x2545_F491_4F6C_DD1D,
         };
         t.set_window(window, max_weight);
@@ -202,6 +217,7 @@ impl TinyLfu {
     }
 
     fn set_window(&mut self, fraction: f64, max_weight: u64) {
+        self.window_fraction = fraction;
         self.window_max = ((max_weight as f64 * fraction) as u64).clamp(1, max_weight.max(1));
         self.protected_max =
             ((max_weight.saturating_sub(self.window_max)) as f64 * PROTECTED_SHARE) as u64;
@@ -228,6 +244,10 @@ struct Tags {
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
     slots: Vec<Option<Node<K, V>>>,
+    /// Deadlines by slot in clock ticks (nanoseconds since the cache's base instant, plus one;
+    /// 0: never). Empty until an entry with a TTL arrives, so a cache without TTLs spends no
+    /// memory on them; shorter than `slots` means 0 for the slots beyond.
+    expires: Vec<u64>,
     free: Vec<u32>,
     lists: [List; LFU_LEVELS],
     policy: Policy,
@@ -266,6 +286,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         Self {
             table: HashTable::new(),
             slots: Vec::new(),
+            expires: Vec::new(),
             free: Vec::new(),
             lists: [List::default(); LFU_LEVELS],
             policy,
@@ -303,6 +324,18 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
+    /// Changes this shard's budget (the cache moves budget between shards so that one entry
+    /// may weigh up to the whole budget) and evicts down to a lowered one.
+    pub(crate) fn set_budget(&mut self, max_weight: u64) {
+        self.max_weight = max_weight;
+        if let Some(t) = self.tiny.as_mut() {
+            let fraction = t.window_fraction;
+            t.set_window(fraction, max_weight);
+        }
+        self.maintain(NIL);
+        self.publish();
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.len
     }
@@ -324,6 +357,22 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             Some(n) => n,
             None => unreachable!("slot {idx} is linked but empty"),
         }
+    }
+
+    #[inline]
+    fn expires_of(&self, idx: u32) -> u64 {
+        self.expires.get(idx as usize).copied().unwrap_or(0)
+    }
+
+    fn set_expires(&mut self, idx: u32, expires: u64) {
+        let i = idx as usize;
+        if i >= self.expires.len() {
+            if expires == 0 {
+                return;
+            }
+            self.expires.resize(self.slots.len().max(i + 1), 0);
+        }
+        self.expires[i] = expires;
     }
 
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
@@ -408,7 +457,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     self.push_front(idx, PROTECTED);
                     self.demote_protected();
                 }
-                queue => self.move_front(idx, queue),
+                _ => self.node_mut(idx).flags |= REFERENCED,
             },
         }
     }
@@ -423,8 +472,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 break;
             }
             self.unlink(tail);
-            self.push_front(tail, PROBATION);
+            if self.second_chance(tail) {
+                self.push_front(tail, PROTECTED);
+            } else {
+                self.push_front(tail, PROBATION);
+            }
         }
+    }
+
+    /// Clears `idx`'s reference bit; returns whether it was set.
+    fn second_chance(&mut self, idx: u32) -> bool {
+        let n = self.node_mut(idx);
+        let referenced = n.flags & REFERENCED != 0;
+        n.flags &= !REFERENCED;
+        referenced
     }
 
     fn over(&self) -> bool {
@@ -451,7 +512,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                         .lists
                         .iter()
                         .map(|l| {
-                            if l.tail == newcomer {
+                            if l.tail == newcomer && newcomer != NIL {
                                 self.node(l.tail).prev
                             } else {
                                 l.tail
@@ -484,6 +545,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 break;
             }
             self.unlink(tail);
+            if self.second_chance(tail) {
+                self.push_front(tail, WINDOW);
+                continue;
+            }
             self.push_front(tail, PROBATION);
             moved += 1;
         }
@@ -554,7 +619,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         };
         let cf = tiny.sketch.frequency(ch);
         let vf = tiny.sketch.frequency(vh);
-        if cf > vf {
+        // A candidate evicted recently (in the ghost history) wins ties: it is coming back
+        // within about a cache's worth of evictions, which recency-friendly traces reward.
+        // Any other candidate must beat the victim by more than one: on equal true
+        // frequencies (loops) the sketch's ageing and collisions would otherwise let the
+        // newest key win half the duels and churn the main space.
+        if cf > vf.saturating_add(ADMIT_MARGIN) || (cf >= vf && tiny.ghost.contains(ch)) {
             return true;
         }
         // A little randomness keeps an attacker from pinning a hot victim with colliding keys
@@ -578,7 +648,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let found = self.find(hash, key);
         let hit = match found {
             Some(idx) => {
-                let expires = self.node(idx).expires;
+                let expires = self.expires_of(idx);
                 if expires != 0 && expires <= now() {
                     self.remove_idx(idx, Cause::Expired);
                     self.publish();
@@ -611,8 +681,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let n = self.node(self.find(hash, key)?);
-        (n.expires == 0 || n.expires > now).then(|| n.value.clone())
+        let idx = self.find(hash, key)?;
+        let expires = self.expires_of(idx);
+        (expires == 0 || expires > now).then(|| self.node(idx).value.clone())
     }
 
     /// The deadline of `key`'s entry (0: none), if present and not expired.
@@ -621,8 +692,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        let n = self.node(self.find(hash, key)?);
-        (n.expires == 0 || n.expires > now).then_some(n.expires)
+        let expires = self.expires_of(self.find(hash, key)?);
+        (expires == 0 || expires > now).then_some(expires)
     }
 
     /// Inserts or replaces. A too-heavy entry is rejected and any older value of the key
@@ -685,9 +756,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         tags: Option<Box<[Arc<str>]>>,
     ) {
         self.untag(idx);
-        let (old_weight, old_expires, queue) = {
+        let old_expires = self.expires_of(idx);
+        let (old_weight, queue) = {
             let n = self.node(idx);
-            (n.weight, n.expires, n.queue)
+            (n.weight, n.queue)
         };
         if old_expires != 0 {
             self.ttl_len -= 1;
@@ -701,7 +773,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let n = self.node_mut(idx);
         n.value = value;
         n.weight = weight;
-        n.expires = expires;
+        self.set_expires(idx, expires);
         if let Some(tags) = tags {
             self.tag(idx, tags);
         }
@@ -719,7 +791,6 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let node = Node {
             key,
             value,
-            expires,
             prev: NIL,
             next: NIL,
             weight,
@@ -733,6 +804,10 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 i
             }
             None => {
+                if self.slots.len() == self.slots.capacity() {
+                    // Grow by a quarter, not by doubling: the weigher charges a slot plus 25 %.
+                    self.slots.reserve_exact(self.slots.len() / 4 + 16);
+                }
                 self.slots.push(Some(node));
                 (self.slots.len() - 1) as u32
             }
@@ -747,6 +822,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.weight += u64::from(weight);
         if expires != 0 {
             self.ttl_len += 1;
+            self.set_expires(idx, expires);
         }
         if let Some(tags) = tags {
             self.tag(idx, tags);
@@ -808,11 +884,17 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.free.push(idx);
         self.len -= 1;
         self.weight -= u64::from(node.weight);
-        if node.expires != 0 {
+        if self.expires_of(idx) != 0 {
             self.ttl_len -= 1;
+            self.set_expires(idx, 0);
         }
         match cause {
-            Cause::Evicted => self.stats.evictions.inc(),
+            Cause::Evicted => {
+                if let Some(t) = self.tiny.as_mut() {
+                    t.ghost.insert(hash, self.len);
+                }
+                self.stats.evictions.inc()
+            }
             Cause::Expired => self.stats.expirations.inc(),
             Cause::Removed => self.stats.removals.inc(),
         }
@@ -858,10 +940,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             }
             let idx = self.hand;
             self.hand += 1;
-            if let Some(node) = &self.slots[idx as usize] {
-                if node.expires != 0 && node.expires <= now {
-                    self.remove_idx(idx, Cause::Expired);
-                }
+            let expires = self.expires_of(idx);
+            if expires != 0 && expires <= now && self.slots[idx as usize].is_some() {
+                self.remove_idx(idx, Cause::Expired);
             }
         }
     }
@@ -872,14 +953,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             return 0;
         }
         let expired: Vec<u32> = self
-            .slots
+            .expires
             .iter()
             .enumerate()
-            .filter_map(|(i, s)| {
-                s.as_ref()
-                    .filter(|n| n.expires != 0 && n.expires <= now)
-                    .map(|_| i as u32)
-            })
+            .filter(|&(i, &e)| e != 0 && e <= now && self.slots[i].is_some())
+            .map(|(i, _)| i as u32)
             .collect();
         for &idx in &expired {
             self.remove_idx(idx, Cause::Expired);
@@ -893,6 +971,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let n = self.len as u64;
         self.table.clear();
         self.slots.clear();
+        self.expires = Vec::new();
         self.free.clear();
         self.lists = [List::default(); LFU_LEVELS];
         self.tags = None;
@@ -916,7 +995,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     pub(crate) fn for_each_cold_first(
         &self,
         now: u64,
-        mut f: impl FnMut(&Node<K, V>, u8, &[Arc<str>]),
+        mut f: impl FnMut(&Node<K, V>, u64, u8, &[Arc<str>]),
     ) {
         let order: Vec<u8> = match self.policy {
             Policy::Lru | Policy::Fifo => vec![0],
@@ -927,7 +1006,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             let mut idx = self.lists[q as usize].tail;
             while idx != NIL {
                 let n = self.node(idx);
-                if n.expires == 0 || n.expires > now {
+                let expires = self.expires_of(idx);
+                if expires == 0 || expires > now {
                     let freq = match &self.tiny {
                         Some(t) => t.sketch.frequency(self.hasher.hash_one(&n.key)),
                         None => n.freq,
@@ -937,7 +1017,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                         .as_ref()
                         .and_then(|t| t.by_slot.get(&idx))
                         .map_or(&[][..], |t| &t[..]);
-                    f(n, freq, tags);
+                    f(n, expires, freq, tags);
                 }
                 idx = n.prev;
             }

@@ -75,7 +75,7 @@ pub struct Restored {
     pub restored: usize,
     /// Entries whose TTL ran out while the process was down.
     pub expired: usize,
-    /// Entries refused (heavier than a shard's budget now).
+    /// Entries refused (heavier than the cache's budget now).
     pub rejected: usize,
 }
 
@@ -107,8 +107,8 @@ where
         type Collected<K, V> = (K, Arc<V>, Option<u64>, Vec<String>, u8, u8);
         let mut collected: Vec<Collected<K, V>> = Vec::new();
         for shard in self.inner.shards.iter() {
-            lock(&shard.0).for_each_cold_first(now, |node, freq, tags| {
-                let ttl_ms = (node.expires != 0).then(|| (node.expires - now).div_ceil(1_000_000));
+            lock(&shard.0).for_each_cold_first(now, |node, expires, freq, tags| {
+                let ttl_ms = (expires != 0).then(|| (expires - now).div_ceil(1_000_000));
                 collected.push((
                     node.key.clone(),
                     node.value.clone(),

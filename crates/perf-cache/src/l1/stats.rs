@@ -50,7 +50,7 @@ pub struct CacheStats {
     pub evictions: u64,
     /// Entries removed because their TTL passed.
     pub expirations: u64,
-    /// Inserts refused because the entry was heavier than a shard's budget.
+    /// Inserts refused because the entry was heavier than the cache's budget.
     pub rejections: u64,
     /// Entries removed by `remove`, tag invalidation, `clear` or a rejected replacement.
     pub removals: u64,

@@ -2,13 +2,56 @@
 
 use serde::Serialize;
 
-/// Bytes every stored entry costs beyond its key and value: the slot (links, expiry, weight,
-/// policy bits), the value's `Arc` header, the hash-table index and its spare capacity, the
-/// frequency sketch and TinyLFU's miniature simulations. Measured at 1M entries by the
-/// `cache_memory` benchmark group (about 63 B, plus about 5 B of simulations on a full shard);
-/// the default weigher adds it so that the byte budget bounds resident memory, not only
-/// payload.
-pub const ENTRY_OVERHEAD: u64 = 64;
+use super::shard::Node;
+
+/// Bytes of bookkeeping every stored entry costs whatever its types: its share of the hash
+/// index (4-byte slot plus control byte at hashbrown's worst load after growth, about 12 B),
+/// of the frequency sketch (up to 4 B), of the ghost history (2 B), of TinyLFU's miniature
+/// simulations (up to 6 B), of the free-slot list (4 B) and, once any entry has a TTL, of the
+/// deadline column (8 B plus the slab's spare). [`entry_overhead`] adds the type-dependent
+/// part (the slot and the value's `Arc` allocation).
+pub const ENTRY_OVERHEAD: u64 = 40;
+
+/// What the default weigher charges per entry beyond the heap data of its key and value: the
+/// entry's slot in the shard's slab (with the slab's up to 25 % spare capacity), the value's
+/// `Arc` allocation as the allocator rounds it, and [`ENTRY_OVERHEAD`].
+///
+/// ```
+/// use perf_cache::l1::{entry_overhead, ENTRY_OVERHEAD};
+///
+/// // u64 -> u64: a 32-byte slot (+25 %), a 24-byte `Arc` allocation rounded to 32, 40 B more.
+/// assert_eq!(entry_overhead::<u64, u64>(), 40 + 32 + ENTRY_OVERHEAD);
+/// ```
+pub fn entry_overhead<K, V>() -> u64 {
+    let slot = std::mem::size_of::<Option<Node<K, V>>>() as u64;
+    let arc = allocation_size(16 + std::mem::size_of::<V>() as u64);
+    slot + slot / 4 + arc + ENTRY_OVERHEAD
+}
+
+/// The bytes an allocation of `n` bytes occupies in a malloc-style allocator: 8 bytes of
+/// header, rounded up to 16, at least 32; from 128 KiB up, whole 4 KiB pages (mmap).
+pub(crate) fn allocation_size(n: u64) -> u64 {
+    if n == 0 {
+        0
+    } else if n >= 128 << 10 {
+        (n + 8).div_ceil(4096) * 4096
+    } else {
+        ((n + 8 + 15) & !15).max(32)
+    }
+}
+
+/// The heap bytes behind a value of type `T` that encodes to `encoded` bytes: none for a small
+/// plain value whose encoding fits in the type itself (numbers, `bool`, `char`...), else one
+/// allocation of the encoded size (strings, byte vectors, and a conservative estimate for
+/// other types).
+fn heap_size<T>(encoded: u64) -> u64 {
+    let inline = std::mem::size_of::<T>() as u64;
+    if inline <= 8 && encoded <= inline {
+        0
+    } else {
+        allocation_size(encoded)
+    }
+}
 
 /// Computes what an entry costs against the byte budget.
 ///
@@ -38,17 +81,22 @@ where
     }
 }
 
-/// The default weigher: the postcard-encoded size of key and value plus [`ENTRY_OVERHEAD`].
+/// The default weigher: the memory an entry really occupies, so that the byte budget bounds
+/// resident memory, not only payload. A key or value that owns heap data (a `String`, a
+/// `Vec<u8>`...) is charged its postcard-encoded size rounded as a malloc-style allocator rounds
+/// it; a small plain one (a number) only its place in the slot; every entry pays
+/// [`entry_overhead`] on top.
 ///
 /// The encoded size is what the value costs in L2 and a close estimate of its heap size for
-/// byte strings, strings and vectors of numbers. It is computed by serializing into a counter,
+/// byte strings, strings and vectors of bytes. It is computed by serializing into a counter,
 /// without allocating. A value that cannot be serialized weighs `u64::MAX` and is rejected.
 ///
 /// ```
-/// use perf_cache::l1::{EncodedSize, Weigher, ENTRY_OVERHEAD};
+/// use perf_cache::l1::{entry_overhead, EncodedSize, Weigher};
 ///
+/// // "key" and "value" encode to 4 and 6 bytes; each is one 32-byte allocation.
 /// let w = EncodedSize.weigh(&b"key".to_vec(), &"value".to_owned());
-/// assert_eq!(w, 4 + 6 + ENTRY_OVERHEAD); // one length byte each
+/// assert_eq!(w, 32 + 32 + entry_overhead::<Vec<u8>, String>());
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct EncodedSize;
@@ -56,7 +104,9 @@ pub struct EncodedSize;
 impl<K: Serialize, V: Serialize> Weigher<K, V> for EncodedSize {
     fn weigh(&self, key: &K, value: &V) -> u64 {
         match (encoded_len(key), encoded_len(value)) {
-            (Some(k), Some(v)) => k.saturating_add(v).saturating_add(ENTRY_OVERHEAD),
+            (Some(k), Some(v)) => heap_size::<K>(k)
+                .saturating_add(heap_size::<V>(v))
+                .saturating_add(entry_overhead::<K, V>()),
             _ => u64::MAX,
         }
     }
@@ -93,6 +143,10 @@ struct CountingSink(u64);
 
 impl Extend<u8> for &mut CountingSink {
     fn extend<I: IntoIterator<Item = u8>>(&mut self, iter: I) {
-        self.0 += iter.into_iter().count() as u64;
+        let iter = iter.into_iter();
+        self.0 += match iter.size_hint() {
+            (low, Some(high)) if low == high => low as u64,
+            _ => iter.count() as u64,
+        };
     }
 }

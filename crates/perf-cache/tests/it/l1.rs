@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use perf_cache::l1::{
-    Cache, EncodedSize, EntryOptions, L1Config, Policy, Unit, Weigher, ENTRY_OVERHEAD,
+    entry_overhead, Cache, EncodedSize, EntryOptions, L1Config, Policy, Unit, Weigher,
+    ENTRY_OVERHEAD,
 };
 use perf_core::clock::ManualClock;
 use perf_core::config::{CacheConfig, CachePolicy};
@@ -43,7 +44,9 @@ fn default_weigher_counts_key_value_and_overhead() {
     let cache: Cache<String, Vec<u8>> = Cache::builder().max_bytes(1 << 20).shards(1).build();
     cache.insert("abc".into(), vec![1; 100]);
     let expected = EncodedSize.weigh(&"abc".to_owned(), &vec![1u8; 100]);
-    assert_eq!(expected, 4 + 101 + ENTRY_OVERHEAD);
+    // "abc" encodes to 4 bytes (one 32-byte allocation), the vector to 101 (a 112-byte one).
+    assert_eq!(expected, 32 + 112 + entry_overhead::<String, Vec<u8>>());
+    assert!(entry_overhead::<String, Vec<u8>>() > ENTRY_OVERHEAD);
     assert_eq!(cache.stats().bytes, expected);
     assert_eq!(cache.weighted_size(), expected);
 }
@@ -72,6 +75,54 @@ fn byte_budget_evicts_and_rejects_oversized() {
     assert_eq!(s.removals, 1);
 }
 
+/// An entry heavier than one shard's share but lighter than the budget is kept: its shard
+/// borrows budget from the others (which evict), and the budget flows back once it leaves.
+#[test]
+fn an_entry_up_to_the_whole_budget_is_kept_across_shards() {
+    for policy in [Policy::TinyLfu, Policy::Lru, Policy::Lfu, Policy::Fifo] {
+        let budget = 1 << 20;
+        let cache: Cache<u32, Vec<u8>> = Cache::builder()
+            .max_bytes(budget)
+            .shards(8)
+            .policy(policy)
+            .build();
+        let fill = |from: u32| {
+            for i in from..from + 4_000 {
+                cache.insert(i, vec![1; 500]);
+                assert!(cache.weighted_size() <= budget, "{policy:?}");
+            }
+        };
+        fill(0);
+        let full = cache.weighted_size();
+        assert!(full > budget / 10 * 9, "{policy:?}: {full}");
+        // Five shards' worth in one value, asked for a few times first (as `get_or_compute`
+        // would), so that TinyLFU's admission prefers it to entries never read.
+        let big = vec![7u8; 5 * (budget as usize / 8)];
+        for _ in 0..3 {
+            assert!(cache.get(&1_000_000).is_none());
+        }
+        assert!(cache.insert(1_000_000, big.clone()), "{policy:?}");
+        assert!(cache.weighted_size() <= budget, "{policy:?}");
+        let kept = cache.peek(&1_000_000);
+        assert!(
+            kept.as_deref() == Some(&big),
+            "{policy:?}: the heavy entry is gone"
+        );
+        // Larger than the whole budget: refused.
+        assert!(
+            !cache.insert(2_000_000, vec![0; budget as usize]),
+            "{policy:?}"
+        );
+        assert_eq!(cache.stats().rejections, 1, "{policy:?}");
+        // Once the heavy entry is gone, the other shards fill up to the budget again.
+        assert!(cache.remove(&1_000_000).is_some());
+        fill(10_000);
+        let refilled = cache.weighted_size();
+        assert!(refilled > budget / 10 * 9, "{policy:?}: {refilled}");
+        assert!(refilled <= budget, "{policy:?}");
+    }
+}
+
 #[test]
 fn entry_bound_applies_with_byte_budget() {
     let cache: Cache<u32, u32> = Cache::builder()
@@ -92,7 +143,10 @@ fn updates_replace_value_and_weight() {
     cache.insert(1, vec![0; 10]);
     let before = cache.weighted_size();
     cache.insert(1, vec![0; 110]);
-    assert_eq!(cache.weighted_size(), before + 100);
+    let grown = EncodedSize.weigh(&1, &vec![0u8; 110]) - EncodedSize.weigh(&1, &vec![0u8; 10]);
+    // 11 and 111 encoded bytes: allocations of 32 and 128 bytes.
+    assert_eq!(grown, 96);
+    assert_eq!(cache.weighted_size(), before + grown);
     assert_eq!(cache.get(&1).unwrap().len(), 110);
     let s = cache.stats();
     assert_eq!((s.inserts, s.updates, s.entries), (1, 1, 1));
