@@ -6,7 +6,9 @@
 //! our multi-get is one `MGET` of 16 keys where `redis-benchmark` pipelines 16 `GET`s; our
 //! multi-set sends `SET key value PX ttl` (with a namespace prefix), as the cache does; our 50
 //! "clients" are 50 tokio tasks sharing one multiplexed connection, theirs are 50 connections.
-//! `redis-benchmark` runs in database 9 and its keys are removed afterwards.
+//! Both sides run in a spare database (the highest of 15..8 that holds no key at the start:
+//! `redis-benchmark --dbnum N`, our URL with `/N`), and what they wrote is removed afterwards
+//! by pattern (`key:*` and our prefix); nothing is flushed.
 
 // A benchmark whose setup fails should stop loudly, not report a figure.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,16 +25,21 @@ use crate::harness::{Bench, Row};
 const KEYSPACE: u64 = 100_000;
 const PIPELINE: usize = 16;
 const VALUE: [u8; 64] = [0xab; 64];
-const BENCH_DB: u32 = 9;
 
-/// `redis-benchmark -t set,get` results in requests per second.
-fn redis_benchmark(host: &str, port: u16, clients: usize, requests: u64) -> Option<(f64, f64)> {
+/// `redis-benchmark -t set,get` results in requests per second, run in database `db`.
+fn redis_benchmark(
+    host: &str,
+    port: u16,
+    db: u32,
+    clients: usize,
+    requests: u64,
+) -> Option<(f64, f64)> {
     let out = Command::new("redis-benchmark")
         .args(["-h", host, "-p", &port.to_string()])
         .args(["-t", "set,get", "-n", &requests.to_string()])
         .args(["-P", &PIPELINE.to_string(), "-c", &clients.to_string()])
         .args(["-d", &VALUE.len().to_string(), "-r", &KEYSPACE.to_string()])
-        .args(["--dbnum", &BENCH_DB.to_string(), "-q", "--csv"])
+        .args(["--dbnum", &db.to_string(), "-q", "--csv"])
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
@@ -82,39 +89,134 @@ async fn ours(tier: &Arc<RedisTier>, clients: usize, requests: u64, get: bool) -
     (per_client * clients as u64 * PIPELINE as u64) as f64 / started.elapsed().as_secs_f64()
 }
 
-/// Removes `redis-benchmark`'s keys from its database.
-fn cleanup_benchmark_keys(host: &str, port: u16) {
-    let _ = Command::new("redis-cli")
-        .args([
-            "-h",
-            host,
-            "-p",
-            &port.to_string(),
-            "-n",
-            &BENCH_DB.to_string(),
-        ])
-        .args(["--scan", "--pattern", "key:*"])
-        .output()
-        .map(|out| {
-            let keys: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .lines()
-                .map(str::to_owned)
-                .collect();
-            for chunk in keys.chunks(1000) {
-                let _ = Command::new("redis-cli")
-                    .args([
-                        "-h",
-                        host,
-                        "-p",
-                        &port.to_string(),
-                        "-n",
-                        &BENCH_DB.to_string(),
-                    ])
-                    .arg("UNLINK")
-                    .args(chunk)
-                    .output();
+/// A Redis database that held no key when the group started: benchmark keys go there (never
+/// into database 0, where applications and tests live) and are removed by pattern afterwards.
+/// Nothing is ever flushed.
+pub(crate) struct SpareDb {
+    /// The database number.
+    pub(crate) db: u32,
+    /// The Redis URL with `/db` as its path.
+    pub(crate) url: String,
+}
+
+/// `url` with its database path replaced by `/db` (query string kept).
+pub(crate) fn url_with_db(url: &str, db: u32) -> String {
+    let (base, query) = match url.find('?') {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority..].find('/') {
+        Some(i) => &base[..authority + i],
+        None => base,
+    };
+    format!("{base}/{db}{query}")
+}
+
+/// A multiplexed connection to `url`, or `None` when it cannot be made.
+pub(crate) async fn connect(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    redis::Client::open(url)
+        .ok()?
+        .get_multiplexed_async_connection()
+        .await
+        .ok()
+}
+
+/// The multi-threaded runtime (two workers, like the machine's cores) the Redis groups use.
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A spare database and a tier on it under a unique prefix (`unique_name(name)`), with a 5 s
+/// call timeout; records a skip and returns `None` when no database is free.
+pub(crate) fn tier_in_spare_db(
+    bench: &mut Bench,
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    name: &str,
+) -> Option<(SpareDb, Arc<RedisTier>)> {
+    let Some(spare) = runtime.block_on(spare_db(url)) else {
+        bench.skip("no empty Redis database among 8..15 to run in");
+        return None;
+    };
+    let prefix = perf_testkit::unique_name(name);
+    let tier = runtime.block_on(async {
+        RedisTier::new(
+            RedisTierConfig::new(spare.url.as_str())
+                .prefix(prefix.as_str())
+                .timeout(Duration::from_secs(5)),
+        )
+        .unwrap()
+    });
+    Some((spare, Arc::new(tier)))
+}
+
+/// The highest-numbered of databases 15 down to 8 that holds no key now.
+pub(crate) async fn spare_db(url: &str) -> Option<SpareDb> {
+    for db in (8..16u32).rev() {
+        let candidate = url_with_db(url, db);
+        // A server configured with fewer databases refuses the SELECT: try the next one.
+        let Some(mut conn) = connect(&candidate).await else {
+            continue;
+        };
+        let keys: Option<u64> = redis::cmd("DBSIZE").query_async(&mut conn).await.ok();
+        if keys == Some(0) {
+            return Some(SpareDb { db, url: candidate });
+        }
+    }
+    None
+}
+
+impl SpareDb {
+    /// Unlinks every key matching `pattern` (a `SCAN MATCH` glob); returns how many.
+    pub(crate) async fn unlink_matching(&self, pattern: &str) -> u64 {
+        let Some(mut conn) = connect(&self.url).await else {
+            return 0;
+        };
+        let mut cursor = 0u64;
+        let mut removed = 0u64;
+        loop {
+            let page: Option<(u64, Vec<Vec<u8>>)> = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .ok();
+            let Some((next, keys)) = page else {
+                return removed;
+            };
+            if !keys.is_empty() {
+                let n: u64 = redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(0);
+                removed += n;
             }
-        });
+            if next == 0 {
+                return removed;
+            }
+            cursor = next;
+        }
+    }
+
+    /// Keys left in the database.
+    pub(crate) async fn keys_left(&self) -> u64 {
+        match connect(&self.url).await {
+            Some(mut conn) => redis::cmd("DBSIZE")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(u64::MAX),
+            None => u64::MAX,
+        }
+    }
 }
 
 /// L2 get/set ops/s, pipelined, vs `redis-benchmark`.
@@ -131,22 +233,10 @@ pub(crate) fn l2_vs_redis_benchmark(bench: &mut Bench) {
         return;
     };
     let requests: u64 = bench.pick(32_000, 320_000);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let prefix = perf_testkit::unique_name("bench_l2");
-    let tier = runtime.block_on(async {
-        Arc::new(
-            RedisTier::new(
-                RedisTierConfig::new(url.as_str())
-                    .prefix(prefix.as_str())
-                    .timeout(Duration::from_secs(5)),
-            )
-            .unwrap(),
-        )
-    });
+    let runtime = runtime();
+    let Some((spare, tier)) = tier_in_spare_db(bench, &runtime, &url, "bench_l2") else {
+        return;
+    };
     for clients in [1usize, 50] {
         // Interleave: ours, theirs, ours, theirs, ... and keep the medians.
         let rounds = bench.pick(3, 5);
@@ -155,9 +245,9 @@ pub(crate) fn l2_vs_redis_benchmark(bench: &mut Bench) {
         for _ in 0..rounds {
             our_set.push(runtime.block_on(ours(&tier, clients, requests, false)));
             our_get.push(runtime.block_on(ours(&tier, clients, requests, true)));
-            let Some((s, g)) = redis_benchmark(&host, port, clients, requests) else {
+            let Some((s, g)) = redis_benchmark(&host, port, spare.db, clients, requests) else {
                 bench.skip("redis-benchmark did not run or printed no CSV");
-                cleanup_benchmark_keys(&host, port);
+                runtime.block_on(cleanup(&spare, &tier));
                 return;
             };
             peer_set.push(s);
@@ -166,7 +256,8 @@ pub(crate) fn l2_vs_redis_benchmark(bench: &mut Bench) {
         let med = |v: &mut Vec<f64>| crate::harness::median(v.as_slice());
         let note = format!(
             "{requests} keys per run, 64 B values, 100k keyspace, median of {rounds} interleaved runs; \
-             ours: tokio tasks on one multiplexed connection, theirs: connections"
+             ours: tokio tasks on one multiplexed connection, theirs: connections; both in spare db {}",
+            spare.db
         );
         bench.record(
             Row::new(
@@ -189,10 +280,21 @@ pub(crate) fn l2_vs_redis_benchmark(bench: &mut Bench) {
             .note(note),
         );
     }
-    runtime.block_on(async {
-        tier.clear().await.unwrap();
-    });
-    cleanup_benchmark_keys(&host, port);
+    runtime.block_on(cleanup(&spare, &tier));
+}
+
+/// Removes what both sides wrote: our namespace and `redis-benchmark`'s `key:*` keyspace, in
+/// the spare database only; says so if anything is left.
+async fn cleanup(spare: &SpareDb, tier: &RedisTier) {
+    let _ = tier.clear().await;
+    spare.unlink_matching("key:*").await;
+    let left = spare.keys_left().await;
+    if left != 0 {
+        eprintln!(
+            "perf-bench: cache_redis: {left} keys left in Redis database {} after cleanup",
+            spare.db
+        );
+    }
 }
 
 /// Coherency staleness: how long after `set` returns in process A the old entry is gone from

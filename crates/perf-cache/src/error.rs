@@ -95,5 +95,19 @@ impl From<perf_core::Error> for Error {
     }
 }
 
+/// A cache error as an [`std::io::Error`] of kind `Other`, so functions returning
+/// `io::Result` can use `?` on cache calls (and the `#[cached]` attribute).
+///
+/// ```
+/// let e: std::io::Error = perf_cache::Error::LoaderFailed { reason: "down".into() }.into();
+/// assert_eq!(e.kind(), std::io::ErrorKind::Other);
+/// assert!(e.to_string().contains("down"));
+/// ```
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::other(e)
+    }
+}
+
 /// `Result` with [`Error`] as the default error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -57,3 +57,58 @@ pub mod tiered;
 pub mod warming;
 
 pub use error::{Error, Result};
+
+// The `#[cached]` macro's expansion names `::perf_cache`, also inside this crate's own tests.
+#[cfg(feature = "macros")]
+extern crate self as perf_cache;
+
+#[cfg(feature = "macros")]
+#[doc(hidden)]
+#[path = "macros.rs"]
+pub mod __private;
+
+/// Caches an `async fn`'s results in a [`TieredCache`](tiered::TieredCache), keyed by the
+/// function's name and arguments (perf-core's stable key hashing, the same key as
+/// [`TieredCache::cached_call`](tiered::TieredCache::cached_call) with the arguments as a
+/// tuple). Feature `macros`.
+///
+/// `#[perf_cache::cached(cache = EXPR, ttl = DURATION, name = "ns", skip(param, ...))]`:
+/// - `cache` (required): a `TieredCache<T>`, or anything that dereferences to one (a `static`
+///   `LazyLock`, an `Arc`, a `&TieredCache<T>` parameter, which is then left out of the key);
+/// - `ttl`: a `std::time::Duration` for every level (default: each level's own);
+/// - `name`: the key namespace (default: `module_path!()::function_name`, so two functions
+///   of the same name in different modules never share entries);
+/// - `skip(...)`: parameters left out of the key (clients, handles).
+///
+/// The function must be an `async fn` (not a method with `self`) with plain parameter names,
+/// each hashed argument `Serialize`, returning `Result<T, E>` with `E: From<perf_cache::Error>`.
+/// Concurrent calls with equal arguments run the body once; the caller that ran it gets its
+/// own error back unchanged; errors are not cached. Anything else is a compile error that
+/// points at the offending part.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use perf_cache::l1::Cache;
+/// use perf_cache::tiered::TieredCache;
+///
+/// static CALLS: AtomicUsize = AtomicUsize::new(0);
+///
+/// /// The cache is a parameter here: it is not part of the key.
+/// #[perf_cache::cached(cache = cache, ttl = Duration::from_secs(300))]
+/// async fn summary(cache: &TieredCache<String>, doc: u64, lang: &str) -> Result<String, perf_cache::Error> {
+///     CALLS.fetch_add(1, Ordering::SeqCst);
+///     Ok(format!("summary of {doc} in {lang}"))
+/// }
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let cache: TieredCache<String> = TieredCache::builder().l1(Cache::new(1 << 20)).build();
+/// assert_eq!(summary(&cache, 7, "en").await?, "summary of 7 in en");
+/// assert_eq!(summary(&cache, 7, "en").await?, "summary of 7 in en");
+/// assert_eq!(summary(&cache, 7, "fr").await?, "summary of 7 in fr");
+/// assert_eq!(CALLS.load(Ordering::SeqCst), 2);
+/// # Ok::<(), perf_cache::Error>(())
+/// # }).unwrap();
+/// ```
+#[cfg(feature = "macros")]
+pub use perf_cache_macros::cached;

@@ -157,6 +157,14 @@ impl TierStats {
         }
     }
 
+    /// Counts the answers of a multi-get: a hit per value found, a miss per key without one.
+    #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
+    pub(crate) fn count_lookups(&self, values: &[Option<Vec<u8>>]) {
+        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
+        self.hits.add(hits);
+        self.misses.add(values.len() as u64 - hits);
+    }
+
     /// Runs `call`, recording its latency and counting a failure (and a timeout).
     #[cfg_attr(not(any(feature = "redis", feature = "postgres")), allow(dead_code))]
     pub(crate) async fn track<T, F>(&self, call: F) -> Result<T>

@@ -8,6 +8,10 @@
 //!   batch loader ([`WarmTask::batch`]) called with up to `batch_size` missing keys at a time.
 //! - Before loading, the target is asked whether it already has the key; if so the key is
 //!   counted as `skipped` and its loader is never called.
+//! - A batch task asks and stores a whole batch at once ([`WarmTarget::contains_many`],
+//!   [`WarmTarget::insert_many`]): into a [`TieredCache`] with Redis, that is one pipelined
+//!   multi-get and one pipelined multi-set per batch instead of two round trips per key, so
+//!   use batch tasks to warm a remote level quickly.
 //! - A failing loader (or insert) is counted in the task's report with the key's *index* in the
 //!   task (never its value); the other keys are still warmed.
 //! - Cancellation: drop the future returned by [`Warmer::run`] (in-flight loads are aborted),
@@ -74,12 +78,34 @@ pub const MAX_RECORDED_FAILURES: usize = 100;
 /// # }).unwrap();
 /// ```
 #[async_trait]
-pub trait WarmTarget<V>: Send + Sync + 'static {
+pub trait WarmTarget<V: Send + 'static>: Send + Sync + 'static {
     /// Whether `key` is already cached (then it is skipped).
     async fn contains(&self, key: &[u8]) -> bool;
 
     /// Stores a warmed value; an error is counted against the key.
     async fn insert_into(&self, key: Vec<u8>, value: V) -> Result<()>;
+
+    /// Which of `keys` are already cached, in order; used by batch tasks. The default asks
+    /// [`contains`](Self::contains) key by key; the tiered manager answers with one pipelined
+    /// multi-get per remote level.
+    async fn contains_many(&self, keys: &[Vec<u8>]) -> Vec<bool> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.contains(key).await);
+        }
+        out
+    }
+
+    /// Stores warmed entries and returns one result per entry, in order; used by batch tasks.
+    /// The default calls [`insert_into`](Self::insert_into) entry by entry; the tiered
+    /// manager writes each remote level with one pipelined multi-set.
+    async fn insert_many(&self, entries: Vec<(Vec<u8>, V)>) -> Vec<Result<()>> {
+        let mut out = Vec::with_capacity(entries.len());
+        for (key, value) in entries {
+            out.push(self.insert_into(key, value).await);
+        }
+        out
+    }
 }
 
 #[async_trait]
@@ -90,6 +116,14 @@ impl<V: Send + Sync + 'static, T: WarmTarget<V>> WarmTarget<V> for Arc<T> {
 
     async fn insert_into(&self, key: Vec<u8>, value: V) -> Result<()> {
         (**self).insert_into(key, value).await
+    }
+
+    async fn contains_many(&self, keys: &[Vec<u8>]) -> Vec<bool> {
+        (**self).contains_many(keys).await
+    }
+
+    async fn insert_many(&self, entries: Vec<(Vec<u8>, V)>) -> Vec<Result<()>> {
+        (**self).insert_many(entries).await
     }
 }
 
@@ -105,21 +139,46 @@ where
     }
 
     async fn insert_into(&self, key: Vec<u8>, value: V) -> Result<()> {
-        if self.insert(key, value) {
-            Ok(())
-        } else {
-            Err(Error::InvalidConfig {
-                field: "max_bytes",
-                reason: "the L1 cache refused the warmed entry (too heavy or disabled)".into(),
-            })
-        }
+        l1_insert(self, key, value)
+    }
+
+    // Batches without a boxed future per key.
+    async fn contains_many(&self, keys: &[Vec<u8>]) -> Vec<bool> {
+        keys.iter()
+            .map(|k| self.contains_key(k.as_slice()))
+            .collect()
+    }
+
+    async fn insert_many(&self, entries: Vec<(Vec<u8>, V)>) -> Vec<Result<()>> {
+        entries
+            .into_iter()
+            .map(|(k, v)| l1_insert(self, k, v))
+            .collect()
+    }
+}
+
+fn l1_insert<V: Send + Sync + 'static>(
+    cache: &Cache<Vec<u8>, V>,
+    key: Vec<u8>,
+    value: V,
+) -> Result<()> {
+    if cache.insert(key, value) {
+        Ok(())
+    } else {
+        Err(Error::InvalidConfig {
+            field: "max_bytes",
+            reason: "the L1 cache refused the warmed entry (too heavy or disabled)".into(),
+        })
     }
 }
 
 /// The tiered manager: `contains` is a [`TieredCache::get`] (a hit on a lower level is
 /// promoted, which is what warming wants); an insert is a [`TieredCache::set`] with the default
-/// TTL and no tags, failing when any remote level failed. A disabled manager stores nothing,
-/// so warming it still calls the loaders: check the rollback switch before warming.
+/// TTL and no tags, failing when any remote level failed. Batch tasks use
+/// [`TieredCache::get_many`] and [`TieredCache::set_many`]: one pipelined round trip (per
+/// `batch` keys of the Redis tier) per level and batch, instead of one per key. A disabled
+/// manager stores nothing, so warming it still calls the loaders: check the rollback switch
+/// before warming.
 #[async_trait]
 impl<V: CacheValue> WarmTarget<V> for TieredCache<V> {
     async fn contains(&self, key: &[u8]) -> bool {
@@ -132,6 +191,25 @@ impl<V: CacheValue> WarmTarget<V> for TieredCache<V> {
             Some(e) => Err(e.clone()),
             None => Ok(()),
         }
+    }
+
+    async fn contains_many(&self, keys: &[Vec<u8>]) -> Vec<bool> {
+        let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        self.get_many(&refs)
+            .await
+            .iter()
+            .map(Option::is_some)
+            .collect()
+    }
+
+    async fn insert_many(&self, entries: Vec<(Vec<u8>, V)>) -> Vec<Result<()>> {
+        let n = entries.len();
+        let report = self.set_many(entries, WriteOptions::new()).await;
+        let result = match report.first_error() {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        };
+        vec![result; n]
     }
 }
 
@@ -597,7 +675,11 @@ where
     }
 }
 
-async fn warm_one<V, T: WarmTarget<V>>(target: &T, key: Vec<u8>, loader: ItemLoader<V>) -> Outcome {
+async fn warm_one<V: Send + 'static, T: WarmTarget<V>>(
+    target: &T,
+    key: Vec<u8>,
+    loader: ItemLoader<V>,
+) -> Outcome {
     if target.contains(&key).await {
         return Outcome::Skipped;
     }
@@ -610,15 +692,19 @@ async fn warm_one<V, T: WarmTarget<V>>(target: &T, key: Vec<u8>, loader: ItemLoa
     }
 }
 
-async fn warm_batch<V, T: WarmTarget<V>>(
+async fn warm_batch<V: Send + 'static, T: WarmTarget<V>>(
     target: &T,
     chunk: Vec<(usize, Vec<u8>)>,
     loader: BatchLoader<V>,
 ) -> Vec<(usize, Outcome)> {
     let mut out = Vec::with_capacity(chunk.len());
     let mut missing = Vec::with_capacity(chunk.len());
-    for (i, key) in chunk {
-        if target.contains(&key).await {
+    let (indexes, keys): (Vec<usize>, Vec<Vec<u8>>) = chunk.into_iter().unzip();
+    // A target that answers for fewer keys than asked leaves the rest to be loaded.
+    let present = target.contains_many(&keys).await;
+    let present = present.into_iter().chain(std::iter::repeat(false));
+    for ((i, key), cached) in indexes.into_iter().zip(keys).zip(present) {
+        if cached {
             out.push((i, Outcome::Skipped));
         } else {
             missing.push((i, key));
@@ -630,12 +716,18 @@ async fn warm_batch<V, T: WarmTarget<V>>(
     let keys: Vec<Vec<u8>> = missing.iter().map(|(_, k)| k.clone()).collect();
     match loader(keys).await {
         Ok(values) if values.len() == missing.len() => {
-            for ((i, key), v) in missing.into_iter().zip(values) {
-                let o = match target.insert_into(key, v).await {
-                    Ok(()) => Outcome::Stored,
-                    Err(e) => Outcome::Failed(e),
-                };
-                out.push((i, o));
+            let (indexes, keys): (Vec<usize>, Vec<Vec<u8>>) = missing.into_iter().unzip();
+            let stored = target
+                .insert_many(keys.into_iter().zip(values).collect())
+                .await;
+            let stored = stored.into_iter().chain(std::iter::repeat_with(|| {
+                Err(Error::InvalidConfig {
+                    field: "warm_target",
+                    reason: "insert_many returned fewer results than entries".into(),
+                })
+            }));
+            for (i, r) in indexes.into_iter().zip(stored) {
+                out.push((i, r.map_or_else(Outcome::Failed, |()| Outcome::Stored)));
             }
         }
         Ok(values) => {

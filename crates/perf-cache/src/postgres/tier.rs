@@ -251,9 +251,7 @@ impl RemoteTier for PostgresTier {
             found.insert(key, value);
         }
         let values: Vec<Option<Vec<u8>>> = keys.iter().map(|k| found.get(*k).cloned()).collect();
-        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
-        self.stats.hits.add(hits);
-        self.stats.misses.add(keys.len() as u64 - hits);
+        self.stats.count_lookups(&values);
         Ok(values)
     }
 

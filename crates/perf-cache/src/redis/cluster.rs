@@ -298,9 +298,7 @@ impl RemoteTier for RedisClusterTier {
                 Ok(values)
             })
             .await?;
-        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
-        self.stats.hits.add(hits);
-        self.stats.misses.add(values.len() as u64 - hits);
+        self.stats.count_lookups(&values);
         Ok(values)
     }
 

@@ -218,11 +218,22 @@ impl RedisTier {
         self.bounded(op, cmd.query_async::<T>(&mut conn)).await
     }
 
-    /// Appends the commands that store one entry to `pipe`; every reply is ignored.
-    fn push_set(&self, pipe: &mut Pipeline, entry: &TierEntry<'_>) {
-        let storage = self.storage_key(entry.key);
+    /// Writes `{prefix}:k:{key}` into `buf` (cleared first), so a batch reuses one buffer
+    /// instead of allocating a key per entry (`Cmd::arg` copies the bytes anyway).
+    fn write_storage_key(&self, key: &[u8], buf: &mut Vec<u8>) {
+        buf.clear();
+        buf.extend_from_slice(&self.base);
+        buf.extend_from_slice(b"k:");
+        buf.extend_from_slice(key);
+    }
+
+    /// Appends the commands that store one entry to `pipe`; every reply is ignored. `storage`
+    /// is scratch space for the entry's Redis key.
+    fn push_set(&self, pipe: &mut Pipeline, entry: &TierEntry<'_>, storage: &mut Vec<u8>) {
+        self.write_storage_key(entry.key, storage);
+        let storage = &storage[..];
         let ttl = self.ttl_ms(entry.ttl);
-        let set = pipe.cmd("SET").arg(&storage).arg(entry.value);
+        let set = pipe.cmd("SET").arg(storage).arg(entry.value);
         if let Some(ms) = ttl {
             set.arg("PX").arg(ms);
         }
@@ -241,7 +252,7 @@ impl RedisTier {
                 .arg(scripts::TAG_ATTACH)
                 .arg(1)
                 .arg(self.tag_key(tag))
-                .arg(&storage)
+                .arg(storage)
                 .arg(ttl.unwrap_or(0))
                 .ignore();
         }
@@ -324,14 +335,29 @@ impl RemoteTier for RedisTier {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        for chunk in keys.chunks(self.config.batch) {
-            let storage: Vec<Vec<u8>> = chunk.iter().map(|k| self.storage_key(k)).collect();
-            pipe.cmd("MGET").arg(storage);
-        }
-        let pages: Vec<Vec<Option<Vec<u8>>>> =
-            self.stats.track(self.query_pipe("mget", &pipe)).await?;
-        let values: Vec<Option<Vec<u8>>> = pages.into_iter().flatten().collect();
+        let mut buf = Vec::with_capacity(self.base.len() + 64);
+        let mget = |chunk: &[&[u8]], cmd: &mut Cmd, buf: &mut Vec<u8>| {
+            for k in chunk {
+                self.write_storage_key(k, buf);
+                cmd.arg(&buf[..]);
+            }
+        };
+        let values: Vec<Option<Vec<u8>>> = if keys.len() <= self.config.batch {
+            // One page: a plain MGET, without a pipeline around it.
+            let mut cmd = redis::cmd("MGET");
+            mget(keys, &mut cmd, &mut buf);
+            self.stats.track(self.query_cmd("mget", &cmd)).await?
+        } else {
+            let mut pipe = redis::pipe();
+            for chunk in keys.chunks(self.config.batch) {
+                let mut cmd = redis::cmd("MGET");
+                mget(chunk, &mut cmd, &mut buf);
+                pipe.add_command(cmd);
+            }
+            let pages: Vec<Vec<Option<Vec<u8>>>> =
+                self.stats.track(self.query_pipe("mget", &pipe)).await?;
+            pages.into_iter().flatten().collect()
+        };
         if values.len() != keys.len() {
             self.stats.errors.inc();
             return Err(Error::Remote {
@@ -340,9 +366,7 @@ impl RemoteTier for RedisTier {
                 reason: format!("{} replies for {} keys", values.len(), keys.len()),
             });
         }
-        let hits = values.iter().filter(|v| v.is_some()).count() as u64;
-        self.stats.hits.add(hits);
-        self.stats.misses.add(values.len() as u64 - hits);
+        self.stats.count_lookups(&values);
         Ok(values)
     }
 
@@ -368,10 +392,11 @@ impl RemoteTier for RedisTier {
         }
         self.stats
             .track(async {
+                let mut storage = Vec::with_capacity(self.base.len() + 64);
                 for chunk in entries.chunks(self.config.batch) {
-                    let mut pipe = redis::pipe();
+                    let mut pipe = Pipeline::with_capacity(chunk.len());
                     for entry in chunk {
-                        self.push_set(&mut pipe, entry);
+                        self.push_set(&mut pipe, entry, &mut storage);
                     }
                     let () = self.query_pipe("mset", &pipe).await?;
                 }

@@ -8,6 +8,7 @@ use perf_core::metrics::Counter;
 
 use super::breaker::{Breaker, BreakerConfig};
 use super::cache::{level, CacheValue, Inner, TieredCache};
+use crate::analytics::CacheAnalytics;
 use crate::l1::Cache;
 use crate::single_flight::SingleFlight;
 use crate::tier::SharedTier;
@@ -36,6 +37,7 @@ pub struct TieredCacheBuilder<V> {
     negative_ttl: Option<Duration>,
     #[cfg(feature = "redis")]
     fleet_lock: Option<super::FleetLockConfig>,
+    analytics: Option<Arc<CacheAnalytics>>,
 }
 
 impl<V: CacheValue> TieredCacheBuilder<V> {
@@ -50,6 +52,7 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
             negative_ttl: None,
             #[cfg(feature = "redis")]
             fleet_lock: None,
+            analytics: None,
         }
     }
 
@@ -172,6 +175,36 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
         self
     }
 
+    /// Feeds `analytics` from every read: each key asked of [`TieredCache::get`] or
+    /// [`TieredCache::get_many`] (and so of `get_or_compute` and warming's skip check) is
+    /// recorded as a hit when any level had it, a miss otherwise. Off by default. Memory stays
+    /// bounded by the analytics' own configuration (its Space-Saving capacity), whatever the
+    /// number of distinct keys; the cost is one short mutex-held update per read.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use perf_cache::analytics::{AnalyticsConfig, CacheAnalytics};
+    /// use perf_cache::l1::Cache;
+    /// use perf_cache::tiered::{TieredCache, WriteOptions};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let analytics = Arc::new(CacheAnalytics::new(AnalyticsConfig::default()));
+    /// let cache: TieredCache<u8> = TieredCache::builder()
+    ///     .l1(Cache::new(1 << 20))
+    ///     .analytics(analytics.clone())
+    ///     .build();
+    /// cache.set(b"k", 1, WriteOptions::new()).await;
+    /// cache.get(b"k").await;
+    /// cache.get(b"other").await;
+    /// let snap = analytics.snapshot();
+    /// assert_eq!((snap.total_hits, snap.total_misses), (1, 1));
+    /// # });
+    /// ```
+    pub fn analytics(mut self, analytics: Arc<CacheAnalytics>) -> Self {
+        self.analytics = Some(analytics);
+        self
+    }
+
     /// The cache.
     pub fn build(self) -> TieredCache<V> {
         let breaker = |clock: &SharedClock| Breaker::new(self.breaker, clock.clone());
@@ -196,6 +229,7 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
                 }),
                 #[cfg(feature = "redis")]
                 fleet_lock: self.fleet_lock,
+                analytics: self.analytics,
             }),
         }
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::breaker::Breaker;
 use super::envelope;
 use super::report::{LevelCounters, TieredStats, WriteReport};
+use crate::analytics::CacheAnalytics;
 use crate::error::{Error, Result};
 use crate::l1::{Cache, EntryOptions};
 use crate::single_flight::SingleFlight;
@@ -110,6 +111,10 @@ impl Level {
         self.call(|t| async move { t.set(key, bytes, opts.ttl, opts.tags).await })
             .await
     }
+
+    async fn mset(&self, entries: &[crate::tier::TierEntry<'_>]) -> Result<()> {
+        self.call(|t| async move { t.mset(entries).await }).await
+    }
 }
 
 /// What the coherency layer does to an L1 of any value type.
@@ -181,6 +186,8 @@ pub(crate) struct Inner<V> {
     pub(crate) l1_bypass: std::sync::atomic::AtomicBool,
     #[cfg(feature = "redis")]
     pub(crate) fleet_lock: Option<super::compute::FleetLockConfig>,
+    /// Fed by every `get` / `get_many` when the builder was given one.
+    pub(crate) analytics: Option<Arc<CacheAnalytics>>,
 }
 
 /// A multi-level cache of `V` values: an optional in-process L1 ([`Cache`]), an optional L2
@@ -244,13 +251,29 @@ impl<V: CacheValue> TieredCache<V> {
         self.inner.l1.as_ref()
     }
 
+    /// The analytics fed by this cache's reads, when the builder was given some (see
+    /// [`TieredCacheBuilder::analytics`](super::TieredCacheBuilder::analytics)).
+    pub fn analytics(&self) -> Option<&Arc<CacheAnalytics>> {
+        self.inner.analytics.as_ref()
+    }
+
     /// The value under `key`, from the highest level that has it; `None` on a miss everywhere.
+    /// With [analytics](Self::analytics), the access is recorded as a hit or a miss.
     ///
     /// Never fails: a level that errors is counted and skipped.
     pub async fn get(&self, key: &[u8]) -> Option<Arc<V>> {
         if !self.inner.enabled {
             return None;
         }
+        let found = self.get_walk(key).await;
+        if let Some(a) = &self.inner.analytics {
+            a.record(key, found.is_some());
+        }
+        found
+    }
+
+    /// The walk of [`get`](Self::get): L1, then L2, then the database.
+    async fn get_walk(&self, key: &[u8]) -> Option<Arc<V>> {
         if let Some(l1) = self.l1_active() {
             if let Some(v) = l1.get(key) {
                 return Some(v);
@@ -337,6 +360,11 @@ impl<V: CacheValue> TieredCache<V> {
                 }
             }
             missing = still;
+        }
+        if let Some(a) = &self.inner.analytics {
+            for (key, v) in keys.iter().zip(&out) {
+                a.record(key, v.is_some());
+            }
         }
         out
     }
@@ -472,6 +500,90 @@ impl<V: CacheValue> TieredCache<V> {
             }
         }
         self.publish_keys(&[key]).await;
+        report
+    }
+
+    /// Stores every `(key, value)` on every level with the same options: L1 entry by entry,
+    /// each remote level with one multi-set (pipelined by the Redis tier, `batch` keys per
+    /// round trip), and one coherency message for all the keys. This is what warming uses.
+    ///
+    /// The report's `l1` is `true` when L1 stored every entry; `l2` and `db` are the result of
+    /// the level's multi-set (or the first value that failed to encode: the others are still
+    /// written).
+    ///
+    /// ```
+    /// use perf_cache::l1::Cache;
+    /// use perf_cache::tiered::{TieredCache, WriteOptions};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let cache: TieredCache<u32> = TieredCache::builder().l1(Cache::new(1 << 20)).build();
+    /// let report = cache.set_many(vec![(b"a".to_vec(), 1), (b"b".to_vec(), 2)], WriteOptions::new()).await;
+    /// assert_eq!(report.l1, Some(true));
+    /// assert_eq!(cache.get(b"b").await.as_deref(), Some(&2));
+    /// # });
+    /// ```
+    pub async fn set_many<K: AsRef<[u8]>>(
+        &self,
+        entries: impl IntoIterator<Item = (K, V)>,
+        opts: WriteOptions<'_>,
+    ) -> WriteReport {
+        if !self.inner.enabled {
+            return WriteReport::new(None);
+        }
+        let entries: Vec<(K, Arc<V>)> =
+            entries.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let l1_opts = self.l1_active().map(|_| {
+            let mut o = EntryOptions::new().tags(opts.tags.iter().copied());
+            if let Some(ttl) = opts.ttl {
+                o = o.ttl(ttl);
+            }
+            o
+        });
+        let mut all_in_l1 = true;
+        for (key, value) in &entries {
+            let key = key.as_ref();
+            self.inner.epochs.bump_key(key);
+            if let (Some(l1), Some(o)) = (self.l1_active(), &l1_opts) {
+                if !l1.insert_arc(key.to_vec(), value.clone(), o) {
+                    l1.remove(key);
+                    all_in_l1 = false;
+                }
+            }
+            self.forget_failure(key);
+        }
+        let mut report = WriteReport::new(l1_opts.map(|_| all_in_l1));
+        if self.inner.l2.is_some() || self.inner.db.is_some() {
+            let expires = opts.ttl.map(|ttl| self.inner.clock.system_now() + ttl);
+            let mut encode_error = None;
+            let encoded: Vec<(&[u8], Vec<u8>)> = entries
+                .iter()
+                .filter_map(|(k, v)| match envelope::encode(&**v, opts.tags, expires) {
+                    Ok(bytes) => Some((k.as_ref(), bytes)),
+                    Err(e) => {
+                        encode_error.get_or_insert(e);
+                        None
+                    }
+                })
+                .collect();
+            let tier_entries: Vec<crate::tier::TierEntry<'_>> = encoded
+                .iter()
+                .map(|(k, bytes)| {
+                    crate::tier::TierEntry::new(k, bytes, opts.ttl).with_tags(opts.tags)
+                })
+                .collect();
+            let finish = |r: Result<()>| match (&encode_error, r) {
+                (Some(e), Ok(())) => Err(e.clone()),
+                (_, r) => r,
+            };
+            if let Some(l2) = &self.inner.l2 {
+                report.l2 = Some(finish(l2.mset(&tier_entries).await));
+            }
+            if let Some(db) = &self.inner.db {
+                report.db = Some(finish(db.mset(&tier_entries).await));
+            }
+        }
+        let keys: Vec<&[u8]> = entries.iter().map(|(k, _)| k.as_ref()).collect();
+        self.publish_keys(&keys).await;
         report
     }
 

@@ -59,6 +59,13 @@ impl FleetLockConfig {
     }
 }
 
+/// The key [`TieredCache::cached_call`] (and the `#[cached]` macro) uses for a call of
+/// `function` with `args`: perf-core's stable key in the namespace `function`.
+#[cfg_attr(not(feature = "macros"), allow(dead_code))]
+pub(crate) fn call_key<A: serde::Serialize + ?Sized>(function: &str, args: &A) -> Result<String> {
+    Ok(perf_core::keys::stable_key(function, args)?)
+}
+
 impl<V: CacheValue> TieredCache<V> {
     /// The value under `key`; on a miss at every level, runs `loader` once for all concurrent
     /// callers of this process (and, with a fleet lock, of the fleet), stores its value on every
@@ -159,7 +166,7 @@ impl<V: CacheValue> TieredCache<V> {
         Fut: Future<Output = std::result::Result<V, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        let key = perf_core::keys::stable_key(function, args)?;
+        let key = call_key(function, args)?;
         self.get_or_compute(key.as_bytes(), opts, loader).await
     }
 

@@ -15,6 +15,8 @@ pub use builder::TieredCacheBuilder;
 #[cfg(feature = "redis")]
 pub(crate) use cache::{futures_lite, InvalidationSink, L1Handle};
 pub use cache::{CacheValue, TieredCache, WriteOptions};
+#[cfg(feature = "macros")]
+pub(crate) use compute::call_key;
 #[cfg(feature = "redis")]
 pub use compute::FleetLockConfig;
 pub use report::{LevelStats, TieredStats, WriteReport};

@@ -317,3 +317,59 @@ fn concurrent_recording_counts_exactly() {
     assert_eq!(s.hot_keys.len(), 4);
     assert!(s.hot_keys.iter().all(|k| k.count == 10_000 && k.error == 0));
 }
+
+/// A tiered cache built with `.analytics(..)` records every read: hits and misses of `get`
+/// and `get_many` (also through `get_or_compute`), keys in the bounded sketch.
+#[tokio::test]
+async fn a_tiered_cache_feeds_its_analytics_on_reads() {
+    use std::sync::Arc;
+
+    use perf_cache::l1::Cache;
+    use perf_cache::tiered::{TieredCache, WriteOptions};
+
+    let clock = ManualClock::new();
+    let analytics = Arc::new(CacheAnalytics::try_new(with_clock(&clock).capacity(16)).unwrap());
+    let cache: TieredCache<u64> = TieredCache::builder()
+        .l1(Cache::new(16 << 20))
+        .analytics(analytics.clone())
+        .build();
+    assert!(Arc::ptr_eq(cache.analytics().unwrap(), &analytics));
+    cache.set(b"hot", 1, WriteOptions::new()).await;
+    // Writes are not accesses.
+    assert_eq!(
+        analytics.snapshot().total_hits + analytics.snapshot().total_misses,
+        0
+    );
+    // More than N / capacity accesses (N = 1,203 here): Space-Saving must keep it.
+    for _ in 0..200 {
+        assert!(cache.get(b"hot").await.is_some());
+    }
+    // 1,000 distinct missing keys: counted exactly, held in at most 16 counters.
+    for i in 0..1_000u32 {
+        assert!(cache.get(format!("cold:{i}").as_bytes()).await.is_none());
+    }
+    let got = cache.get_many(&[b"hot", b"absent"]).await;
+    assert_eq!((got[0].is_some(), got[1].is_some()), (true, false));
+    let v = cache
+        .get_or_compute(b"computed", WriteOptions::new(), || async {
+            Ok::<_, std::io::Error>(7)
+        })
+        .await
+        .unwrap();
+    assert_eq!(*v, 7);
+    let s = analytics.snapshot();
+    // Hits: 200 gets + 1 from get_many. Misses: 1,000 + 1 from get_many + the compute's get.
+    assert_eq!((s.total_hits, s.total_misses), (201, 1_002));
+    assert_eq!(s.windows[0].hits, 201);
+    assert!(s.tracked_keys <= 16, "{} keys tracked", s.tracked_keys);
+    assert_eq!(s.hot_keys[0].key, "hot");
+    assert!(s.hot_keys[0].guaranteed() >= 1 && s.hot_keys[0].count >= 201);
+}
+
+#[tokio::test]
+async fn a_tiered_cache_without_analytics_has_none() {
+    let cache: perf_cache::tiered::TieredCache<u64> = perf_cache::tiered::TieredCache::builder()
+        .l1(perf_cache::l1::Cache::new(1 << 20))
+        .build();
+    assert!(cache.analytics().is_none());
+}

@@ -2,7 +2,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod analytics;
+#[cfg(feature = "macros")]
+mod cached_macro;
 mod l1;
+mod l1_memory;
 mod l1_snapshot;
 mod single_flight;
 mod warming;

@@ -795,3 +795,46 @@ async fn get_many_asks_l2_once_for_every_l1_miss() {
     assert_eq!(tier.stats().snapshot().latency.count, calls_before);
     a.clear().await;
 }
+
+/// `set_many` writes every entry to L1 and, in one multi-set, to Redis with the shared TTL and
+/// tags: another manager reads them from Redis, and a tag invalidation removes them all.
+#[tokio::test]
+async fn set_many_writes_every_level_with_ttl_and_tags() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("tiered_set_many");
+    let tier = redis_tier(&url, &prefix);
+    let a: TieredCache<u32> = with_l2(&tier);
+    let b: TieredCache<u32> = with_l2(&tier);
+    let calls_before = tier.stats().snapshot().latency.count;
+    let entries: Vec<(Vec<u8>, u32)> = (0..300u32)
+        .map(|i| (format!("many:{i}").into_bytes(), i))
+        .collect();
+    let report = a
+        .set_many(
+            entries,
+            WriteOptions::new()
+                .ttl(Duration::from_secs(120))
+                .tags(&["batch"]),
+        )
+        .await;
+    assert_eq!(report.l1, Some(true));
+    assert!(report.is_complete(), "{report:?}");
+    // One multi-set call on the tier for the 300 entries.
+    assert_eq!(tier.stats().snapshot().latency.count - calls_before, 1);
+    assert_eq!(a.l1().unwrap().len(), 300);
+    let mut conn = raw(&url).await;
+    let ms: i64 = redis::cmd("PTTL")
+        .arg(tier.storage_key(b"many:7"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(ms > 100_000 && ms <= 120_000, "pttl {ms}");
+    assert_eq!(b.get(b"many:299").await.as_deref(), Some(&299));
+    assert!(matches!(
+        b.delete_by_tags(&["batch"]).await.l2,
+        Some(Ok(()))
+    ));
+    assert_eq!(tier.get(b"many:0").await.unwrap(), None);
+    assert_eq!(tier.get(b"many:299").await.unwrap(), None);
+    tier.clear().await.unwrap();
+}

@@ -375,3 +375,122 @@ async fn dropping_the_run_future_aborts_loads_in_flight() {
     assert_eq!(started.load(Ordering::SeqCst), 2);
     assert_eq!(dropped.load(Ordering::SeqCst), 2);
 }
+
+/// Batch warming into L1 + Redis: keys already in Redis are skipped (and promoted), the rest
+/// is written with one pipelined multi-get and one pipelined multi-set per batch, per-task
+/// results and progress hold, and the values are really in Redis.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn batch_warming_into_redis_is_pipelined_per_batch() {
+    use perf_cache::redis::{RedisTier, RedisTierConfig};
+    use perf_cache::tier::{RemoteTier, SharedTier};
+    use perf_cache::tiered::WriteOptions;
+
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("warm_redis");
+    let tier =
+        Arc::new(RedisTier::new(RedisTierConfig::new(&url).prefix(&prefix).batch(100)).unwrap());
+    let tiered: TieredCache<u64> = TieredCache::builder()
+        .l1(l1())
+        .l2(tier.clone() as SharedTier)
+        .build();
+    // Two keys already cached in Redis only (another process warmed them).
+    let other: TieredCache<u64> = TieredCache::builder()
+        .l2(tier.clone() as SharedTier)
+        .build();
+    other.set(&key(3), 1_003, WriteOptions::new()).await;
+    other.set(&key(700), 1_700, WriteOptions::new()).await;
+    let calls_before = tier.stats().snapshot().latency.count;
+
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let asked_in = asked.clone();
+    let progress = Arc::new(Mutex::new(Vec::new()));
+    let progress_in = progress.clone();
+    let keys: Vec<Vec<u8>> = (0..1_000).map(key).collect();
+    let task = WarmTask::batch("redis", 0, keys, 250, move |keys: Vec<Vec<u8>>| {
+        asked_in.lock().unwrap().push(keys.len());
+        async move {
+            Ok::<_, io::Error>(
+                keys.iter()
+                    .map(|k| {
+                        std::str::from_utf8(&k[4..])
+                            .unwrap()
+                            .parse::<u64>()
+                            .unwrap()
+                    })
+                    .collect(),
+            )
+        }
+    });
+    let report = Warmer::new()
+        .max_concurrency(2)
+        .task(task)
+        .on_progress(move |p: &WarmProgress| progress_in.lock().unwrap().push(p.done))
+        .run(tiered.clone())
+        .await
+        .unwrap();
+    let t = &report.tasks[0];
+    assert_eq!(
+        (t.total, t.completed, t.skipped, t.errors),
+        (1_000, 998, 2, 0)
+    );
+    assert!(t.failures.is_empty());
+    let mut sizes = asked.lock().unwrap().clone();
+    sizes.sort_unstable();
+    assert_eq!(sizes, [249, 249, 250, 250]);
+    let done = progress.lock().unwrap().clone();
+    assert_eq!(done.len(), 4);
+    assert!(done.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(done.last(), Some(&1_000));
+    // Per batch: one multi-get and one multi-set call on the tier (each pipelined by 100 keys).
+    let s = tier.stats().snapshot();
+    assert_eq!(s.latency.count - calls_before, 8);
+    assert_eq!(s.writes, 2 + 998);
+    // The skipped keys kept their Redis values and were promoted into L1.
+    assert_eq!(
+        tiered.l1().unwrap().get(key(3).as_slice()).as_deref(),
+        Some(&1_003)
+    );
+    // Everything else is in Redis, readable by a process without L1.
+    let got = other
+        .get_many(&[key(0).as_slice(), key(500).as_slice(), key(999).as_slice()])
+        .await;
+    let got: Vec<Option<u64>> = got.iter().map(|v| v.as_deref().copied()).collect();
+    assert_eq!(got, [Some(0), Some(500), Some(999)]);
+    assert_eq!(tier.clear().await.unwrap(), 1_000);
+}
+
+/// A Redis level that fails makes every key of the batch an error; the loader ran once per
+/// batch and L1 still got the values.
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn batch_warming_counts_a_failing_redis_level_per_key() {
+    use std::time::Duration;
+
+    use perf_cache::redis::{RedisTier, RedisTierConfig};
+    use perf_cache::tier::SharedTier;
+
+    // Nothing listens on this port: every Redis call fails after the connect timeout.
+    let port = perf_testkit::support::free_port().unwrap();
+    let tier = RedisTier::new(
+        RedisTierConfig::new(format!("redis://127.0.0.1:{port}"))
+            .prefix("unused")
+            .timeout(Duration::from_millis(200)),
+    )
+    .unwrap();
+    let tiered: TieredCache<u64> = TieredCache::builder()
+        .l1(l1())
+        .l2(Arc::new(tier) as SharedTier)
+        .build();
+    let keys: Vec<Vec<u8>> = (0..10).map(key).collect();
+    let task = WarmTask::batch("down", 0, keys, 5, |keys: Vec<Vec<u8>>| async move {
+        Ok::<_, io::Error>(vec![1u64; keys.len()])
+    });
+    let report = Warmer::new().task(task).run(tiered.clone()).await.unwrap();
+    let t = &report.tasks[0];
+    assert_eq!((t.completed, t.errors), (0, 10));
+    let mut indexes: Vec<usize> = t.failures.iter().map(|f| f.index).collect();
+    indexes.sort_unstable();
+    assert_eq!(indexes, (0..10).collect::<Vec<_>>());
+    assert!(tiered.l1().unwrap().contains_key(key(9).as_slice()));
+}
