@@ -23,7 +23,8 @@ use perf_batch::{BatchProcessor, ChunkStrategy, RetryPolicy, StreamProcessor};
 
 use crate::harness::{median, Bench, Row};
 
-fn runtime() -> tokio::runtime::Runtime {
+/// A current-thread runtime with timers and I/O, as the `batch_*` groups use.
+pub(super) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -50,41 +51,50 @@ fn interleaved_ms(reps: usize, mut a: impl FnMut(), mut b: impl FnMut()) -> (f64
     (median(&ta), median(&tb))
 }
 
+/// `n` no-op items through `p`, results collected.
+pub(super) fn noop_batch(rt: &tokio::runtime::Runtime, p: &BatchProcessor<()>, n: u64) {
+    let r = rt.block_on(p.run(0..n, |i| async move { Ok::<_, ()>(black_box(i)) }));
+    black_box(r.results.len());
+}
+
+/// `n` no-op items through futures' `buffer_unordered(conc)`, results collected.
+pub(super) fn noop_buffer_unordered(rt: &tokio::runtime::Runtime, conc: usize, n: u64) {
+    let v: Vec<u64> = rt.block_on(
+        futures::stream::iter(0..n)
+            .map(|i| async move { black_box(i) })
+            .buffer_unordered(conc)
+            .collect(),
+    );
+    black_box(v.len());
+}
+
+/// `n` no-op items as tokio tasks, at most `conc` in a `JoinSet` at once, results collected.
+pub(super) fn noop_joinset(rt: &tokio::runtime::Runtime, conc: usize, n: u64) {
+    let v = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        let mut out = Vec::with_capacity(n as usize);
+        for i in 0..n {
+            if set.len() >= conc {
+                out.push(set.join_next().await.unwrap().unwrap());
+            }
+            set.spawn(async move { black_box(i) });
+        }
+        while let Some(r) = set.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    black_box(v.len());
+}
+
 /// Overhead per item of a no-op item function.
 pub(crate) fn overhead(bench: &mut Bench) {
     let rt = runtime();
     let conc = 64;
     let p = processor(conc);
-    let ours = |iters: u64| {
-        let r = rt.block_on(p.run(0..iters, |i| async move { Ok::<_, ()>(black_box(i)) }));
-        black_box(r.results.len());
-    };
-    let buffered = |iters: u64| {
-        let v: Vec<u64> = rt.block_on(
-            futures::stream::iter(0..iters)
-                .map(|i| async move { black_box(i) })
-                .buffer_unordered(conc)
-                .collect(),
-        );
-        black_box(v.len());
-    };
-    let joinset = |iters: u64| {
-        let v = rt.block_on(async {
-            let mut set = tokio::task::JoinSet::new();
-            let mut out = Vec::with_capacity(iters as usize);
-            for i in 0..iters {
-                if set.len() >= conc {
-                    out.push(set.join_next().await.unwrap().unwrap());
-                }
-                set.spawn(async move { black_box(i) });
-            }
-            while let Some(r) = set.join_next().await {
-                out.push(r.unwrap());
-            }
-            out
-        });
-        black_box(v.len());
-    };
+    let ours = |iters: u64| noop_batch(&rt, &p, iters);
+    let buffered = |iters: u64| noop_buffer_unordered(&rt, conc, iters);
+    let joinset = |iters: u64| noop_joinset(&rt, conc, iters);
     let plain = |iters: u64| {
         let v = rt.block_on(async {
             let mut out = Vec::with_capacity(iters as usize);

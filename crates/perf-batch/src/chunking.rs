@@ -134,11 +134,20 @@ pub(crate) struct Sizer {
     threshold: u64,
     /// Items per second, smoothed over finished chunks (ADAPTIVE).
     rate: Option<f64>,
-    /// RSS growth per finished item, smoothed (MEMORY_BASED).
+    /// RSS growth per finished item, smoothed (MEMORY_BASED): memory that items leave behind.
     growth: Option<f64>,
+    /// Resident bytes per item pulled from the input, from the RSS before and after cutting a
+    /// chunk (MEMORY_BASED): memory that waiting items hold until they run.
+    item_bytes: Option<f64>,
+    /// The first MEMORY_BASED chunk, cut before anything is measured.
+    probe: usize,
     /// RSS and finished-item count at the previous chunk start (MEMORY_BASED).
     last_rss: Option<(u64, usize)>,
 }
+
+/// The share of the headroom under the threshold that MEMORY_BASED fills with one chunk; the
+/// rest absorbs estimation error and allocator slack.
+const HEADROOM_SHARE: f64 = 0.9;
 
 impl Sizer {
     pub(crate) fn new(
@@ -148,6 +157,7 @@ impl Sizer {
         max: usize,
         target: Duration,
         threshold: u64,
+        probe: usize,
     ) -> Self {
         Self {
             strategy,
@@ -158,8 +168,27 @@ impl Sizer {
             threshold,
             rate: None,
             growth: None,
+            item_bytes: None,
+            probe: clamp(base.min(probe.max(1)), min, max),
             last_rss: None,
         }
+    }
+
+    /// Whether the strategy measures the memory of pulled items (around each chunk cut).
+    pub(crate) fn measures_items(&self) -> bool {
+        self.strategy == ChunkStrategy::MemoryBased
+    }
+
+    /// Records that cutting a chunk of `items` items moved RSS from `before` to `after`
+    /// (MEMORY_BASED). The estimate is the largest reading so far: when the allocator reuses
+    /// memory that finished items freed, a pull grows RSS by less than its items hold (or not
+    /// at all), so a smaller reading is no evidence of smaller items.
+    pub(crate) fn chunk_pulled(&mut self, items: usize, before: u64, after: u64) {
+        if self.strategy != ChunkStrategy::MemoryBased || items == 0 || after <= before {
+            return;
+        }
+        let per_item = (after - before) as f64 / items as f64;
+        self.item_bytes = Some(self.item_bytes.map_or(per_item, |b| b.max(per_item)));
     }
 
     /// Whether the strategy needs a load reading for each chunk.
@@ -168,6 +197,25 @@ impl Sizer {
             self.strategy,
             ChunkStrategy::Dynamic | ChunkStrategy::MemoryBased
         )
+    }
+
+    /// Whether that reading needs CPU and memory load (DYNAMIC), not just the RSS
+    /// (MEMORY_BASED, one `/proc` read instead of a full sample).
+    pub(crate) fn needs_load(&self) -> bool {
+        self.strategy == ChunkStrategy::Dynamic
+    }
+
+    /// A reading of `probe` as the strategy needs it.
+    pub(crate) fn read(&self, probe: &dyn LoadProbe) -> LoadSample {
+        if self.needs_load() {
+            probe.sample()
+        } else {
+            LoadSample {
+                cpu_percent: 0.0,
+                memory_percent: 0.0,
+                rss_bytes: probe.rss_bytes(),
+            }
+        }
     }
 
     /// Decides the next chunk. `finished` is how many items have finished so far.
@@ -211,9 +259,28 @@ impl Sizer {
                         drain_first: true,
                     };
                 }
-                match self.growth {
-                    Some(g) => memory_size(self.min, self.max, s.rss_bytes, self.threshold, g),
-                    None => clamp(self.base, self.min, self.max),
+                if self.growth.is_none() && self.item_bytes.is_none() {
+                    // Nothing measured yet: a small first chunk, so a large one is never cut
+                    // blind.
+                    self.probe
+                } else {
+                    // Each new item holds its input until it runs and leaves its growth after.
+                    let per_item = self.item_bytes.unwrap_or(0.0) + self.growth.unwrap_or(0.0);
+                    let headroom = (self.threshold - s.rss_bytes) as f64 * HEADROOM_SHARE;
+                    if per_item > headroom {
+                        // Not even one more item fits: let the running ones finish first.
+                        return Decision {
+                            size: self.min,
+                            drain_first: true,
+                        };
+                    }
+                    memory_size(
+                        self.min,
+                        self.max,
+                        s.rss_bytes,
+                        s.rss_bytes.saturating_add(headroom as u64),
+                        per_item,
+                    )
                 }
             }
             _ => clamp(self.base, self.min, self.max),
@@ -243,6 +310,26 @@ impl Sizer {
 mod tests {
     use super::*;
 
+    fn at(rss: u64) -> LoadSample {
+        LoadSample {
+            cpu_percent: 0.0,
+            memory_percent: 0.0,
+            rss_bytes: rss,
+        }
+    }
+
+    fn memory_sizer(base: usize, threshold: u64, probe: usize) -> Sizer {
+        Sizer::new(
+            ChunkStrategy::MemoryBased,
+            base,
+            1,
+            10_000,
+            Duration::from_secs(1),
+            threshold,
+            probe,
+        )
+    }
+
     #[test]
     fn adaptive_resizes_towards_target() {
         let mut s = Sizer::new(
@@ -252,6 +339,7 @@ mod tests {
             100_000,
             Duration::from_secs(1),
             0,
+            1,
         );
         assert_eq!(s.next(None, 0).size, 100);
         // 100 items in 0.1 s: 1000 items/s, so a 1 s chunk holds 1000.
@@ -266,23 +354,12 @@ mod tests {
 
     #[test]
     fn memory_based_learns_growth_and_drains_over_threshold() {
-        let mut s = Sizer::new(
-            ChunkStrategy::MemoryBased,
-            10,
-            1,
-            10_000,
-            Duration::from_secs(1),
-            1000 << 20,
-        );
-        let at = |rss: u64| LoadSample {
-            cpu_percent: 0.0,
-            memory_percent: 0.0,
-            rss_bytes: rss,
-        };
-        assert_eq!(s.next(Some(at(100 << 20)), 0).size, 10);
-        // 10 items grew RSS by 10 MiB: 1 MiB per item, 890 MiB of headroom left.
-        assert_eq!(s.next(Some(at(110 << 20)), 10).size, 890);
-        let d = s.next(Some(at(1100 << 20)), 20);
+        let mut s = memory_sizer(10, 1000 << 20, 4);
+        // Nothing measured yet: a probe chunk of 4 (the concurrency), not the base 10.
+        assert_eq!(s.next(Some(at(100 << 20)), 0).size, 4);
+        // 4 finished items grew RSS by 4 MiB: 1 MiB per item; 90 % of the 896 MiB headroom.
+        assert_eq!(s.next(Some(at(104 << 20)), 4).size, 806);
+        let d = s.next(Some(at(1100 << 20)), 810);
         assert_eq!(
             d,
             Decision {
@@ -290,6 +367,23 @@ mod tests {
                 drain_first: true
             }
         );
+    }
+
+    #[test]
+    fn memory_based_counts_the_memory_of_pulled_items() {
+        let mut s = memory_sizer(200, 512 << 20, 8);
+        assert_eq!(s.next(Some(at(32 << 20)), 0).size, 8);
+        // Pulling 8 items took 32 MiB: 4 MiB each, freed when they finish (no growth).
+        s.chunk_pulled(8, 32 << 20, 64 << 20);
+        // 448 MiB of headroom, 90 % of it at 4 MiB per item.
+        assert_eq!(s.next(Some(at(64 << 20)), 0).size, 100);
+        // Pulls that grew less (reused memory) leave the estimate alone.
+        s.chunk_pulled(100, 400 << 20, 400 << 20);
+        s.chunk_pulled(100, 400 << 20, 500 << 20);
+        assert_eq!(s.next(Some(at(64 << 20)), 100).size, 100);
+        // Larger items replace the estimate at once.
+        s.chunk_pulled(10, 64 << 20, 144 << 20);
+        assert_eq!(s.next(Some(at(64 << 20)), 100).size, 50);
     }
 
     #[test]
@@ -301,12 +395,9 @@ mod tests {
             1000,
             Duration::from_secs(1),
             0,
+            1,
         );
-        let idle = LoadSample {
-            cpu_percent: 0.0,
-            memory_percent: 0.0,
-            rss_bytes: 0,
-        };
+        let idle = at(0);
         let busy = LoadSample {
             cpu_percent: 100.0,
             memory_percent: 90.0,

@@ -290,31 +290,51 @@ impl Default for WorkerOptions {
     }
 }
 
+/// Builder setters that each replace one field, through a normalizing expression when given:
+/// `name: Type` or `name: Type => |v| expr`.
+macro_rules! setters {
+    ($($(#[$doc:meta])* $field:ident: $ty:ty $(=> |$v:ident| $map:expr)?;)*) => {
+        $(
+            $(#[$doc])*
+            pub fn $field(mut self, value: $ty) -> Self {
+                self.$field = setters!(@map value $(, $v, $map)?);
+                self
+            }
+        )*
+    };
+    (@map $value:ident) => { $value };
+    (@map $value:ident, $v:ident, $map:expr) => {{
+        let $v = $value;
+        $map
+    }};
+}
+
+/// ```
+/// use perf_batch::distributed::WorkerOptions;
+/// use std::time::Duration;
+/// let opts = WorkerOptions::default()
+///     .visibility_timeout(Duration::from_secs(30))
+///     .max_deliveries(0)
+///     .count(4)
+///     .retry_delay(Duration::from_millis(50));
+/// assert_eq!(opts.max_deliveries, 1, "at least one delivery");
+/// assert_eq!((opts.count, opts.retry_delay), (4, Duration::from_millis(50)));
+/// ```
 impl WorkerOptions {
-    /// Sets the visibility timeout.
-    pub fn visibility_timeout(mut self, d: Duration) -> Self {
-        self.visibility_timeout = d;
-        self
-    }
-    /// Sets the deliveries before dead-lettering.
-    pub fn max_deliveries(mut self, n: u64) -> Self {
-        self.max_deliveries = n.max(1);
-        self
-    }
-    /// Sets the read block time.
-    pub fn block(mut self, d: Duration) -> Self {
-        self.block = d;
-        self
-    }
-    /// Sets the chunks read at once (a worker holds them all until it finishes each).
-    pub fn count(mut self, n: usize) -> Self {
-        self.count = n.max(1);
-        self
-    }
-    /// Whether the worker returns once the job is complete.
-    pub fn exit_when_done(mut self, on: bool) -> Self {
-        self.exit_when_done = on;
-        self
+    setters! {
+        /// Sets the visibility timeout.
+        visibility_timeout: Duration;
+        /// Sets the deliveries before dead-lettering (at least 1).
+        max_deliveries: u64 => |n| n.max(1);
+        /// Sets the read block time.
+        block: Duration;
+        /// Sets the chunks read at once, at least 1 (a worker holds them all until it finishes
+        /// each).
+        count: usize => |n| n.max(1);
+        /// Whether the worker returns once the job is complete.
+        exit_when_done: bool;
+        /// Sets the pause after a Redis error before trying again.
+        retry_delay: Duration;
     }
 }
 

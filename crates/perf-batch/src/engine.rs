@@ -155,14 +155,21 @@ impl<It: Iterator, R, E> Engine<It, R, E> {
                 self.held = Some(decision);
                 return Next::Wait;
             }
-            self.cut_chunk(decision.size, s.clock.now());
+            let measure = s.probe.filter(|_| self.sizer.measures_items());
+            let before = measure.map(|p| p.rss_bytes());
+            let pulled = self.cut_chunk(decision.size, s.clock.now());
+            if let (Some(p), Some(before)) = (measure, before) {
+                let after = p.rss_bytes();
+                self.note_rss(after);
+                self.sizer.chunk_pulled(pulled, before, after);
+            }
         }
     }
 
     fn decide(&mut self, s: &RunSettings<'_, E>) -> Decision {
         let now = s.clock.now();
         let sample = match s.probe {
-            Some(p) if self.sizer.needs_sample() => Some(p.sample()),
+            Some(p) if self.sizer.needs_sample() => Some(self.sizer.read(p.as_ref())),
             _ => None,
         };
         if let Some(sample) = sample {
@@ -182,7 +189,8 @@ impl<It: Iterator, R, E> Engine<It, R, E> {
         self.peak_rss = Some(self.peak_rss.map_or(rss, |p| p.max(rss)));
     }
 
-    fn cut_chunk(&mut self, size: usize, now: Instant) {
+    /// Pulls up to `size` items into a new chunk; returns how many it got.
+    fn cut_chunk(&mut self, size: usize, now: Instant) -> usize {
         let first = self.pulled;
         self.buf.extend(self.iter.by_ref().take(size));
         let len = self.buf.len();
@@ -190,7 +198,7 @@ impl<It: Iterator, R, E> Engine<It, R, E> {
             self.exhausted = true;
         }
         if len == 0 {
-            return;
+            return 0;
         }
         self.pulled += len;
         self.slots.resize_with(self.pulled, || None);
@@ -202,6 +210,7 @@ impl<It: Iterator, R, E> Engine<It, R, E> {
             executed: 0,
             started: now,
         });
+        len
     }
 
     /// Counts a finished item into its chunk; reads the clock only when the chunk completes.
@@ -357,6 +366,7 @@ where
             s.max_chunk,
             s.target_chunk,
             s.memory_threshold,
+            s.concurrency,
         ),
         slots: Vec::with_capacity(total_hint.unwrap_or(0)),
         order: Vec::new(),

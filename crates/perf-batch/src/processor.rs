@@ -155,7 +155,7 @@ impl<E> BatchProcessor<E> {
             checkpoint_interval: usize::try_from(c.checkpoint_interval)
                 .unwrap_or(usize::MAX)
                 .max(1),
-            checkpoint_min_gap: Duration::from_millis(500),
+            checkpoint_min_gap: Duration::from_millis(c.checkpoint_min_gap_ms),
             memory_threshold: c.memory_threshold_mb.saturating_mul(1 << 20),
             target_chunk: Duration::from_millis(c.target_chunk_ms.max(1)),
             fail_fast: c.fail_fast,
@@ -211,7 +211,8 @@ impl<E> BatchProcessor<E> {
         self
     }
 
-    /// Sets the shortest time between two checkpoint writes (default 500 ms): a segment is due
+    /// Sets the shortest time between two checkpoint writes (default 500 ms, `[batch]
+    /// checkpoint_min_gap_ms` in [`from_config`](Self::from_config)): a segment is due
     /// every `checkpoint_interval` finished items, but no sooner than this after the previous
     /// one, so fast items do not turn into a stream of fsyncs. A crash loses at most the items
     /// finished since the last segment (they run again on resume). `Duration::ZERO` writes at
@@ -222,6 +223,12 @@ impl<E> BatchProcessor<E> {
     }
 
     /// Sets the RSS ceiling of MEMORY_BASED chunking, in bytes.
+    ///
+    /// MEMORY_BASED cuts a first chunk of at most `max_concurrency` items, then measures the
+    /// RSS each pulled item adds (the input waiting to run) and the RSS each finished item
+    /// leaves behind (its result), and sizes every next chunk to fill 90 % of the headroom
+    /// under this ceiling. When not even one more item fits, it waits for the running items to
+    /// finish and goes on one item at a time.
     pub fn memory_threshold_bytes(mut self, bytes: u64) -> Self {
         self.memory_threshold = bytes;
         self

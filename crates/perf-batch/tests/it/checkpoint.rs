@@ -388,3 +388,183 @@ async fn the_minimum_gap_merges_segments_and_loses_nothing() {
         .unwrap();
     assert_eq!(again.resumed, 200);
 }
+
+#[tokio::test]
+async fn from_config_takes_the_minimum_gap_from_the_batch_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileCheckpointStore::new(dir.path());
+    let clock = perf_core::clock::ManualClock::new();
+    let mut config = perf_core::config::BatchConfig::default();
+    config.max_concurrency = 1;
+    config.checkpoint_interval = 5;
+    let mut segments = Vec::new();
+    // The manual clock never moves: with a one-hour gap only the first segment and the final one
+    // are written; with no gap a segment follows every few items.
+    for (job, gap_ms) in [("gap-hour", 3_600_000), ("gap-none", 0)] {
+        config.checkpoint_min_gap_ms = gap_ms;
+        let p = BatchProcessor::from_config(&config)
+            .unwrap()
+            .clock(clock.shared());
+        let r = p
+            .run_checkpointed(&store, job, 0..200u64, |i| async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok::<_, ()>(value(i))
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.status, BatchStatus::Completed);
+        assert_eq!(store.load(job).await.unwrap().len(), r.checkpoints);
+        segments.push(r.checkpoints);
+    }
+    assert!((1..=2).contains(&segments[0]), "{segments:?}");
+    assert!(segments[1] > 2, "{segments:?}");
+}
+
+/// A throwaway server a test may crash and bring back.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+trait TempServer: Send {
+    fn crash(&mut self);
+    fn recover(&mut self);
+}
+
+#[cfg(feature = "postgres")]
+impl TempServer for perf_testkit::TempPostgres {
+    /// An immediate shutdown: the next start runs crash recovery.
+    fn crash(&mut self) {
+        self.stop().unwrap();
+    }
+    fn recover(&mut self) {
+        self.start_again().unwrap();
+    }
+}
+
+#[cfg(feature = "redis")]
+impl TempServer for perf_testkit::TempRedis {
+    /// SIGKILL; the server comes back empty (no persistence).
+    fn crash(&mut self) {
+        self.stop().unwrap();
+    }
+    fn recover(&mut self) {
+        self.start_again().unwrap();
+    }
+}
+
+/// A server restart in the middle of a checkpointed run: the server crashes at item 150 and
+/// comes back at item 300 while the run goes on. The run completes; then a resumed run returns
+/// the complete, ordered result, running only the items the store does not hold, once each.
+/// A `durable` server keeps what it acknowledged, so then nothing at all runs again.
+#[cfg(any(feature = "postgres", feature = "redis"))]
+async fn restart_mid_run<S: TempServer + 'static>(
+    store: &dyn CheckpointStore,
+    server: Arc<Mutex<S>>,
+    durable: bool,
+) {
+    const N: u64 = 400;
+    let p = BatchProcessor::new()
+        .max_concurrency(4)
+        .checkpoint_interval(10)
+        .checkpoint_min_gap(Duration::ZERO)
+        .retry(RetryPolicy::none());
+    let first_runs = Arc::new(AtomicUsize::new(0));
+    // The item function holds a second handle: the server must outlive the first run.
+    let (runs, srv) = (first_runs.clone(), server.clone());
+    let r = p
+        .run_checkpointed(store, "job", 0..N, move |i| {
+            runs.fetch_add(1, Ordering::SeqCst);
+            if i == 150 {
+                srv.lock().unwrap().crash();
+            }
+            if i == 300 {
+                srv.lock().unwrap().recover();
+            }
+            async move {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                Ok::<_, String>(value(i))
+            }
+        })
+        .await
+        .unwrap();
+    let expected: Vec<_> = (0..N).map(|i| (i as usize, value(i))).collect();
+    assert_eq!(r.status, BatchStatus::Completed);
+    assert_eq!(r.results, expected);
+    assert_eq!(first_runs.load(Ordering::SeqCst), N as usize);
+    // The writes while the server was down are reported; their items stay pending and go into
+    // the next segment once the server is back.
+    assert!(!r.checkpoint_errors.is_empty(), "the restart was not seen");
+    assert!(r.checkpoints >= 1);
+
+    let reruns: Arc<Mutex<Vec<u64>>> = Arc::default();
+    let rr = reruns.clone();
+    let again = p
+        .run_checkpointed(store, "job", 0..N, move |i| {
+            rr.lock().unwrap().push(i);
+            async move { Ok::<_, String>(value(i)) }
+        })
+        .await
+        .unwrap();
+    assert_eq!(again.status, BatchStatus::Completed);
+    assert_eq!(again.results, expected, "complete and ordered");
+    let mut reruns = reruns.lock().unwrap().clone();
+    reruns.sort_unstable();
+    reruns.dedup();
+    assert_eq!(
+        reruns.len() + again.resumed,
+        N as usize,
+        "an item ran twice or never"
+    );
+    if durable {
+        assert_eq!(again.resumed, N as usize, "finished items redone");
+    } else {
+        // Whatever was recorded after the restart is restored: at least the items that
+        // finished after the server came back (items 300.. at concurrency 4).
+        assert!(again.resumed >= 96, "{}", again.resumed);
+    }
+    store.clear("job").await.unwrap();
+    assert!(store.load("job").await.unwrap().is_empty());
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test]
+async fn a_postgres_restart_mid_run_loses_nothing_and_redoes_nothing() {
+    let Some(pg) = perf_testkit::TempPostgres::start_or_skip() else {
+        return;
+    };
+    let url = pg.url();
+    let pg = Arc::new(Mutex::new(pg));
+    let store = perf_batch::checkpoint::PostgresCheckpointStore::connect(&url, "ckpt_restart")
+        .await
+        .unwrap();
+    restart_mid_run(&store, pg, true).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_redis_restart_mid_run_loses_nothing_and_redoes_nothing() {
+    // A Redis that keeps checkpoints must persist them: the server here has an append-only file
+    // with an fsync per write, so what it acknowledged before the SIGKILL is there after it.
+    let Some(redis) = perf_testkit::TempRedis::start_persistent_or_skip() else {
+        return;
+    };
+    let url = redis.url();
+    let redis = Arc::new(Mutex::new(redis));
+    let store = perf_batch::checkpoint::RedisCheckpointStore::connect(&url, "restart_mid")
+        .await
+        .unwrap();
+    restart_mid_run(&store, redis, true).await;
+}
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn a_restart_of_a_redis_without_persistence_loses_no_item() {
+    let Some(redis) = perf_testkit::TempRedis::start_or_skip() else {
+        return;
+    };
+    let url = redis.url();
+    let redis = Arc::new(Mutex::new(redis));
+    let store = perf_batch::checkpoint::RedisCheckpointStore::connect(&url, "restart_mid_volatile")
+        .await
+        .unwrap();
+    // This server comes back empty: the items recorded before the crash run again on resume,
+    // and nothing is lost.
+    restart_mid_run(&store, redis, false).await;
+}

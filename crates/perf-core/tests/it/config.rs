@@ -188,3 +188,32 @@ fn effective_config_round_trips_through_toml() {
     let c = PerfConfig::from_toml_str(FULL).unwrap();
     assert_eq!(PerfConfig::from_toml_str(&c.to_toml_string()).unwrap(), c);
 }
+
+#[test]
+fn batch_checkpoint_min_gap_parses_overrides_and_validates() {
+    assert_eq!(PerfConfig::default().batch.checkpoint_min_gap_ms, 500);
+    let c = PerfConfig::from_toml_str("[batch]\ncheckpoint_min_gap_ms = 0").unwrap();
+    assert_eq!(
+        c.batch.checkpoint_min_gap_ms, 0,
+        "0 writes at every interval"
+    );
+    let c = PerfConfig::from_toml_str("[batch]\ncheckpoint_min_gap_ms = 250")
+        .unwrap()
+        .with_env([("PERFKIT_BATCH_CHECKPOINT_MIN_GAP_MS", "2000")])
+        .unwrap();
+    assert_eq!(c.batch.checkpoint_min_gap_ms, 2000);
+    let err = PerfConfig::from_toml_str("[batch]\ncheckpoint_min_gap_ms = 3600001").unwrap_err();
+    assert!(
+        matches!(err, Error::ConfigInvalid { ref field, ref value, .. }
+            if field == "batch.checkpoint_min_gap_ms" && value == "3600001"),
+        "{err}"
+    );
+    let err = PerfConfig::default()
+        .with_env([("PERFKIT_BATCH_CHECKPOINT_MIN_GAP_MS", "-1")])
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::ConfigEnv { ref var, .. } if var == "PERFKIT_BATCH_CHECKPOINT_MIN_GAP_MS"),
+        "{err}"
+    );
+    PerfConfig::from_toml_str("[batch]\ncheckpoint_min_gap_ms = 3600000").unwrap();
+}
