@@ -4,13 +4,20 @@
 //! call, so a report reads `O(groups)` entries and never scans the history. The history is a ring
 //! buffer of the last `history_capacity` events (for exports and recommendations); when it is full
 //! the oldest event is dropped, but the aggregates keep counting it.
+//!
+//! Recording is cheap on the hot path: model, user and pipeline names are interned (looked up by
+//! `&str`, allocated once per distinct name), so an aggregate cell is a small `Copy` key and a
+//! call to an existing cell allocates nothing; the event's own strings move into the history
+//! without copies; the calendar day is computed once per day (the UTC range of the current local
+//! day is cached), not converted through the time zone on every call.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use perf_core::clock::{system_clock, SharedClock};
+use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::{Catalog, Usage};
@@ -133,15 +140,73 @@ pub enum GroupBy {
     Day,
 }
 
-/// Aggregate key: (day, model, user, pipeline). Group reports fold these, so their size is the
-/// number of distinct combinations, independent of the number of calls.
-type Key = (NaiveDate, String, String, String);
+/// Aggregate key: (day, model, user, pipeline), names as ids of [`Names`]. Group reports fold
+/// these, so their size is the number of distinct combinations, independent of the number of calls.
+type Key = (NaiveDate, u32, u32, u32);
+
+/// Interned names: each distinct model, user or pipeline name is stored once.
+#[derive(Debug, Default)]
+struct Names {
+    ids: FxHashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Names {
+    fn id(&mut self, name: &str) -> u32 {
+        if let Some(&id) = self.ids.get(name) {
+            return id;
+        }
+        let id = u32::try_from(self.names.len()).unwrap_or(u32::MAX);
+        self.names.push(name.into());
+        self.ids.insert(name.into(), id);
+        id
+    }
+
+    fn name(&self, id: u32) -> &str {
+        self.names.get(id as usize).map_or("?", |n| n)
+    }
+}
+
+/// The UTC instants `[start, end)` of one local calendar day that has no offset change.
+#[derive(Debug, Clone, Copy)]
+struct DayRange {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    day: NaiveDate,
+}
 
 #[derive(Debug)]
 struct State {
-    cells: HashMap<Key, Totals>,
+    names: Names,
+    cells: FxHashMap<Key, Totals>,
     history: VecDeque<Recorded>,
     total: Totals,
+    today: Option<DayRange>,
+}
+
+/// The local day of `at` in `tz`, and its UTC range when the day has one offset throughout (so
+/// every instant in the range has the same local date).
+fn local_day(tz: Tz, at: DateTime<Utc>) -> (NaiveDate, Option<DayRange>) {
+    use chrono::{Offset, TimeZone};
+    let day = at.with_timezone(&tz).date_naive();
+    let range = (|| {
+        let start = tz
+            .from_local_datetime(&day.and_hms_opt(0, 0, 0)?)
+            .single()?
+            .with_timezone(&Utc);
+        let end = tz
+            .from_local_datetime(&day.succ_opt()?.and_hms_opt(0, 0, 0)?)
+            .single()?
+            .with_timezone(&Utc);
+        let offset = |t: DateTime<Utc>| t.with_timezone(&tz).offset().fix();
+        let last = end - chrono::Duration::seconds(1);
+        (start <= at && at < end && offset(start) == offset(last)).then_some(DayRange {
+            start,
+            end,
+            day,
+        })
+    })();
+    (day, range)
 }
 
 /// Prices calls and keeps aggregates; thread-safe (`&self` everywhere).
@@ -185,9 +250,11 @@ impl CostTracker {
             tz,
             capacity: history_capacity,
             state: Mutex::new(State {
-                cells: HashMap::new(),
+                names: Names::default(),
+                cells: FxHashMap::default(),
                 history: VecDeque::with_capacity(history_capacity.min(65_536)),
                 total: Totals::default(),
+                today: None,
             }),
         }
     }
@@ -234,34 +301,47 @@ impl CostTracker {
     pub fn track(&self, event: UsageEvent) -> Result<Usd, CostError> {
         let cost = self.catalog.cost(&event.model, &event.usage)?;
         let at: DateTime<Utc> = self.clock.system_now().into();
-        let day = at.with_timezone(&self.tz).date_naive();
+        let prompt_hash = event
+            .prompt_hash
+            .map(|h| blake3::Hash::from(h).to_hex().to_string());
+        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let day = match st.today {
+            Some(r) if r.start <= at && at < r.end => r.day,
+            _ => {
+                let (day, range) = local_day(self.tz, at);
+                st.today = range;
+                day
+            }
+        };
         let key = (
             day,
-            event.model.clone(),
-            event.user.clone().unwrap_or_else(|| "-".into()),
-            event.pipeline.clone().unwrap_or_else(|| "-".into()),
+            st.names.id(&event.model),
+            st.names.id(event.user.as_deref().unwrap_or("-")),
+            st.names.id(event.pipeline.as_deref().unwrap_or("-")),
         );
-        let recorded = Recorded {
-            at,
-            day,
-            model: event.model,
-            usage: event.usage,
-            user: event.user,
-            pipeline: event.pipeline,
-            metadata: event.metadata,
-            prompt_hash: event
-                .prompt_hash
-                .map(|h| blake3::Hash::from(h).to_hex().to_string()),
-            cost,
-        };
-        let mut st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        st.cells.entry(key).or_default().add(&recorded.usage, cost);
-        st.total.add(&recorded.usage, cost);
+        st.cells.entry(key).or_default().add(&event.usage, cost);
+        st.total.add(&event.usage, cost);
         if self.capacity > 0 {
-            if st.history.len() == self.capacity {
-                st.history.pop_front();
-            }
+            let recorded = Recorded {
+                at,
+                day,
+                model: event.model,
+                usage: event.usage,
+                user: event.user,
+                pipeline: event.pipeline,
+                metadata: event.metadata,
+                prompt_hash,
+                cost,
+            };
+            let evicted = if st.history.len() == self.capacity {
+                st.history.pop_front()
+            } else {
+                None
+            };
             st.history.push_back(recorded);
+            drop(st);
+            // The evicted event's strings are freed outside the lock.
+            drop(evicted);
         }
         Ok(cost)
     }
@@ -282,19 +362,20 @@ impl CostTracker {
     ) -> BTreeMap<String, Totals> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let mut out: BTreeMap<String, Totals> = BTreeMap::new();
-        for ((day, model, user, pipeline), t) in &st.cells {
+        for (&(day, model, user, pipeline), t) in &st.cells {
             if let Some((from, to)) = days {
-                if day < &from || day > &to {
+                if day < from || day > to {
                     continue;
                 }
             }
-            let k = match group {
-                GroupBy::Model => model.clone(),
-                GroupBy::User => user.clone(),
-                GroupBy::Pipeline => pipeline.clone(),
-                GroupBy::Day => day.to_string(),
-            };
-            let e = out.entry(k).or_default();
+            let name = |id| st.names.name(id);
+            let e = match group {
+                GroupBy::Model => out.entry(name(model).to_owned()),
+                GroupBy::User => out.entry(name(user).to_owned()),
+                GroupBy::Pipeline => out.entry(name(pipeline).to_owned()),
+                GroupBy::Day => out.entry(day.to_string()),
+            }
+            .or_default();
             e.calls += t.calls;
             e.input_tokens += t.input_tokens;
             e.output_tokens += t.output_tokens;
@@ -307,7 +388,12 @@ impl CostTracker {
     /// The aggregate cells `(day, model, user, pipeline) -> totals`, sorted.
     pub fn cells(&self) -> Vec<((NaiveDate, String, String, String), Totals)> {
         let st = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut v: Vec<_> = st.cells.iter().map(|(k, t)| (k.clone(), *t)).collect();
+        let name = |id| st.names.name(id).to_owned();
+        let mut v: Vec<_> = st
+            .cells
+            .iter()
+            .map(|(&(day, m, u, p), t)| ((day, name(m), name(u), name(p)), *t))
+            .collect();
         v.sort_by(|a, b| a.0.cmp(&b.0));
         v
     }

@@ -104,6 +104,18 @@ pub trait Ledger: Send + Sync + std::fmt::Debug {
     /// Releases reservation `id` without spend; `false` when it no longer existed.
     async fn release(&self, id: &str, now_ms: i64) -> Result<bool, CostError>;
 
+    /// Moves the expiry of reservation `id` to `expires_at_ms` (a lease renewal for a call that
+    /// runs longer than the TTL); `false` when the reservation no longer exists (released, or
+    /// expired and swept: its room may already be reused). A reservation that has expired but
+    /// was not swept yet still holds its room, so extending it is safe.
+    ///
+    /// The default implementation cannot extend and returns `false`; the ledgers of this crate
+    /// all override it.
+    async fn extend(&self, id: &str, expires_at_ms: i64) -> Result<bool, CostError> {
+        let _ = (id, expires_at_ms);
+        Ok(false)
+    }
+
     /// Releases every reservation expired at `now_ms`; returns how many.
     async fn sweep(&self, now_ms: i64) -> Result<u64, CostError>;
 
@@ -273,6 +285,17 @@ impl Ledger for InMemoryLedger {
         let found = st.drop_held(id);
         st.sweep(now_ms);
         Ok(found)
+    }
+
+    async fn extend(&self, id: &str, expires_at_ms: i64) -> Result<bool, CostError> {
+        let mut st = self.lock();
+        let Some(held) = st.held.get_mut(id) else {
+            return Ok(false);
+        };
+        let before = std::mem::replace(&mut held.expires_at_ms, expires_at_ms);
+        st.by_expiry.remove(&(before, id.to_owned()));
+        st.by_expiry.insert((expires_at_ms, id.to_owned()));
+        Ok(true)
     }
 
     async fn sweep(&self, now_ms: i64) -> Result<u64, CostError> {

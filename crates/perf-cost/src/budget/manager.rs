@@ -457,6 +457,32 @@ impl BudgetManager {
         Ok(after)
     }
 
+    /// Renews a reservation for a call that runs longer than expected: its expiry becomes now
+    /// plus the configured TTL (never earlier than it was). Call it periodically (well within
+    /// the TTL) while a long call runs, so its commit finds the reservation. `false` when the
+    /// reservation had already expired and been swept (its room may have been reused: the commit
+    /// will still record the spend, and report `reservation_found: false`).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// use perf_cost::{BudgetConfig, BudgetManager, SpendRequest, Usd};
+    /// let budgets = BudgetManager::in_memory(BudgetConfig::default());
+    /// let mut r = budgets.reserve(&SpendRequest::new(Usd::from_cents(5))).await.unwrap();
+    /// assert!(budgets.extend(&mut r).await.unwrap());
+    /// assert!(budgets.commit(r, Usd::from_cents(4)).await.unwrap().reservation_found);
+    /// # });
+    /// ```
+    pub async fn extend(&self, reservation: &mut Reservation) -> Result<bool, CostError> {
+        let (_, now_ms) = self.now();
+        let ttl_ms = i64::try_from(self.config.reservation_ttl.as_millis()).unwrap_or(i64::MAX);
+        let expires = now_ms.saturating_add(ttl_ms).max(reservation.expires_at_ms);
+        let found = self.ledger.extend(&reservation.id, expires).await?;
+        if found {
+            reservation.expires_at_ms = expires;
+        }
+        Ok(found)
+    }
+
     /// Gives the room back without spend (the call failed or was cancelled before it cost
     /// anything).
     pub async fn release(&self, reservation: Reservation) -> Result<bool, CostError> {

@@ -14,6 +14,6 @@ pub use ledger::{
 pub use manager::{Alert, BudgetConfig, BudgetManager, Reservation, SpendRequest};
 pub use period::{Budget, BudgetScope, Period};
 #[cfg(feature = "postgres")]
-pub use postgres_ledger::PostgresLedger;
+pub use postgres_ledger::{PostgresLedger, PostgresLedgerOptions};
 #[cfg(feature = "redis")]
 pub use redis_ledger::RedisLedger;

@@ -102,6 +102,13 @@ sweep(tonumber(ARGV[3]), 1000)
 return found
 "#;
 
+/// ARGV: prefix, id, expires. Returns 1 if the reservation exists (its expiry moved), else 0.
+const EXTEND: &str = r#"
+if redis.call('EXISTS', P .. ':r:' .. ARGV[2]) == 0 then return 0 end
+redis.call('ZADD', P .. ':exp', ARGV[3], ARGV[2])
+return 1
+"#;
+
 /// ARGV: prefix, now. Returns the number released.
 const SWEEP: &str = r#"
 return sweep(tonumber(ARGV[2]), 100000)
@@ -115,6 +122,7 @@ pub struct RedisLedger {
     reserve: redis::Script,
     commit: redis::Script,
     release: redis::Script,
+    extend: redis::Script,
     sweep: redis::Script,
 }
 
@@ -150,8 +158,29 @@ impl RedisLedger {
             reserve: script(RESERVE),
             commit: script(COMMIT),
             release: script(RELEASE),
+            extend: script(EXTEND),
             sweep: script(SWEEP),
         }
+    }
+
+    /// Runs a script with ARGV (prefix, reservation id, `arg`) that answers 1 when the
+    /// reservation existed.
+    async fn run_on_reservation(
+        &self,
+        script: &redis::Script,
+        id: &str,
+        arg: i64,
+    ) -> Result<bool, CostError> {
+        let mut conn = self.conn.clone();
+        let found: i64 = script
+            .prepare_invoke()
+            .arg(&self.prefix)
+            .arg(id)
+            .arg(arg)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(err)?;
+        Ok(found == 1)
     }
 
     /// Deletes every key of this ledger (for tests and teardown).
@@ -261,17 +290,12 @@ impl Ledger for RedisLedger {
     }
 
     async fn release(&self, id: &str, now_ms: i64) -> Result<bool, CostError> {
-        let mut conn = self.conn.clone();
-        let found: i64 = self
-            .release
-            .prepare_invoke()
-            .arg(&self.prefix)
-            .arg(id)
-            .arg(now_ms)
-            .invoke_async(&mut conn)
+        self.run_on_reservation(&self.release, id, now_ms).await
+    }
+
+    async fn extend(&self, id: &str, expires_at_ms: i64) -> Result<bool, CostError> {
+        self.run_on_reservation(&self.extend, id, expires_at_ms)
             .await
-            .map_err(err)?;
-        Ok(found == 1)
     }
 
     async fn sweep(&self, now_ms: i64) -> Result<u64, CostError> {

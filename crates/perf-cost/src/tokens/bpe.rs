@@ -3,13 +3,18 @@
 //! The merge rule is tiktoken's: repeatedly merge the adjacent pair whose concatenation has the
 //! lowest rank (the leftmost one on a tie) until no adjacent pair is a token; the number of parts
 //! left is the token count. Short pieces use tiktoken's small-vector scan on a stack buffer (no
-//! heap allocation); long pieces use a binary heap over a linked list of parts, so a piece of `n`
-//! bytes costs `O(n log n)` whatever its content (1 MiB of one repeated character included).
+//! heap allocation). Long pieces use the backtracking encoder of `backtrack.rs`, which finds the
+//! same tokens in near-linear time whatever the content (1 MiB of one repeated character
+//! included); the heap merge over a linked list of parts (`O(n log n)`, tiktoken's
+//! `_byte_pair_merge_large`) stays as the reference it is tested against and as the fallback.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::OnceLock;
 
 use rustc_hash::FxHashMap;
+
+use super::backtrack::Backtracker;
 
 /// Pieces shorter than this use the stack-buffer scan.
 const SMALL: usize = 128;
@@ -19,6 +24,8 @@ const SMALL: usize = 128;
 pub(crate) struct RankTable {
     ranks: FxHashMap<Box<[u8]>, u32>,
     max_token_len: usize,
+    /// Tables for long pieces, built on the first one (about 0.1 s in a release build).
+    backtracker: OnceLock<Backtracker>,
 }
 
 impl RankTable {
@@ -33,7 +40,21 @@ impl RankTable {
         Self {
             ranks,
             max_token_len,
+            backtracker: OnceLock::new(),
         }
+    }
+
+    fn backtracker(&self) -> &Backtracker {
+        self.backtracker
+            .get_or_init(|| Backtracker::build(self.ranks.iter().map(|(b, &r)| (&b[..], r))))
+    }
+
+    /// The tokens of a long piece by backtracking, or `None` if the tables cannot encode it.
+    fn backtrack(&self, piece: &[u8]) -> Option<Vec<u32>> {
+        let mut tokens = Vec::with_capacity(piece.len() / 4 + 1);
+        self.backtracker()
+            .encode(piece, &mut tokens)
+            .then_some(tokens)
     }
 
     /// Number of mergeable tokens.
@@ -68,7 +89,10 @@ impl RankTable {
         if piece.len() < SMALL {
             self.count_small(piece)
         } else {
-            self.count_large(piece)
+            match self.backtrack(piece) {
+                Some(tokens) => tokens.len(),
+                None => self.count_large(piece),
+            }
         }
     }
 
@@ -127,6 +151,17 @@ impl RankTable {
             let mut parts = [(0usize, u32::MAX); SMALL + 1];
             let len = self.small_parts(piece, &mut parts);
             return parts[1..len].iter().map(|p| p.0).collect();
+        }
+        if let Some(tokens) = self.backtrack(piece) {
+            let bt = self.backtracker();
+            let mut end = 0;
+            return tokens
+                .iter()
+                .map(|&t| {
+                    end += bt.token_len(t);
+                    end
+                })
+                .collect();
         }
         let (state, _) = self.large_state(piece);
         let mut ends = Vec::new();
@@ -243,6 +278,7 @@ impl PartialOrd for Merge {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tokens::Encoding;
 
     fn table() -> RankTable {
         // A toy vocabulary: bytes, then "ab" (rank 300), "abab" (301), "aa" (302).
@@ -253,20 +289,42 @@ mod tests {
         RankTable::from_pairs(pairs)
     }
 
+    /// Token ends by the reference heap merge (tiktoken's `_byte_pair_merge_large`).
+    fn heap_ends(t: &RankTable, piece: &[u8]) -> Vec<usize> {
+        let (state, _) = t.large_state(piece);
+        let mut ends = Vec::new();
+        let mut i = 0;
+        while i < piece.len() {
+            i = state[i].end;
+            ends.push(i);
+        }
+        ends
+    }
+
+    /// Token ends by backtracking.
+    fn backtrack_ends(t: &RankTable, piece: &[u8]) -> Vec<usize> {
+        let tokens = t.backtrack(piece).expect("every byte is a token");
+        let mut end = 0;
+        tokens
+            .iter()
+            .map(|&r| {
+                end += t.backtracker().token_len(r);
+                end
+            })
+            .collect()
+    }
+
     #[test]
     fn small_and_large_agree() {
         let t = table();
         for n in [2usize, 3, 7, 64, 127, 128, 129, 1000] {
             let s: Vec<u8> = b"ab".iter().copied().cycle().take(n).collect();
-            let small = if n < SMALL {
-                t.count_small(&s)
-            } else {
-                usize::MAX
-            };
             let large = t.count_large(&s);
             if n < SMALL {
-                assert_eq!(small, large, "n={n}");
+                assert_eq!(t.count_small(&s), large, "n={n}");
             }
+            assert_eq!(t.count_piece(&s), large, "n={n}");
+            assert_eq!(backtrack_ends(&t, &s), heap_ends(&t, &s), "n={n}");
             // "abab" tokens, then at most one "ab" and one "a".
             let expected = n / 4 + (n % 4) / 2 + (n % 2);
             assert_eq!(large, expected, "n={n}");
@@ -274,5 +332,141 @@ mod tests {
         let aaa: Vec<u8> = vec![b'a'; 101];
         assert_eq!(t.count_large(&aaa), 51);
         assert_eq!(t.count_small(&aaa), 51);
+        assert_eq!(t.backtrack(&aaa).map(|v| v.len()), Some(51));
+    }
+
+    /// xorshift64*: a reproducible stream without a dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+
+        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+            &items[self.below(items.len())]
+        }
+    }
+
+    /// A random piece of `len` bytes from one of the shapes pre-tokenization cannot split (or that
+    /// stress merges): one repeated character, a repeated short pattern, random text over a small
+    /// or full alphabet, digits, whitespace, CJK, accented Latin, arbitrary bytes.
+    fn random_piece(rng: &mut Rng, len: usize) -> Vec<u8> {
+        const CHARS: &[&str] = &[
+            "a", "b", "e", "z", "A", " ", "\n", "\t", "0", "7", "!", "=", "-", "中", "の", "é",
+            "😀", "\u{3000}", "한",
+        ];
+        let mut out = Vec::with_capacity(len + 8);
+        match rng.below(8) {
+            0 => {
+                let c = rng.pick(CHARS).as_bytes();
+                while out.len() < len {
+                    out.extend_from_slice(c);
+                }
+            }
+            1 => {
+                let k = 2 + rng.below(3);
+                let pattern: Vec<u8> = (0..k)
+                    .flat_map(|_| rng.pick(CHARS).as_bytes().to_vec())
+                    .collect();
+                while out.len() < len {
+                    out.extend_from_slice(&pattern);
+                }
+            }
+            2 => {
+                let alphabet = 2 + rng.below(25);
+                while out.len() < len {
+                    out.push(b'a' + rng.below(alphabet) as u8);
+                }
+            }
+            3 => {
+                while out.len() < len {
+                    out.push(b'0' + rng.below(10) as u8);
+                }
+            }
+            4 => {
+                while out.len() < len {
+                    out.push(*rng.pick(b" \t\n\r "));
+                }
+            }
+            5 => {
+                let cjk = [
+                    "中", "文", "字", "の", "日", "本", "語", "한", "국", "人", "大",
+                ];
+                while out.len() < len {
+                    out.extend_from_slice(rng.pick(&cjk).as_bytes());
+                }
+            }
+            6 => {
+                let latin = ["é", "è", "a", "n", "ñ", "o", "ö", "s", "ß", "e", "r"];
+                while out.len() < len {
+                    out.extend_from_slice(rng.pick(&latin).as_bytes());
+                }
+            }
+            _ => {
+                while out.len() < len {
+                    out.push(rng.next() as u8);
+                }
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    #[test]
+    fn backtracking_equals_the_heap_merge_on_random_pieces_of_the_real_encodings() {
+        for (encoding, seed) in [(Encoding::O200kBase, 1u64), (Encoding::Cl100kBase, 2)] {
+            let t = encoding.encoder().unwrap().ranks();
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let mut checked = 0;
+            for i in 0..1500 {
+                // Mostly long pieces; a share of short ones compares with the stack-buffer scan.
+                let len = if i % 3 == 0 {
+                    2 + rng.below(SMALL - 2)
+                } else {
+                    SMALL + rng.below(3000)
+                };
+                let piece = random_piece(&mut rng, len);
+                let expected = heap_ends(t, &piece);
+                assert_eq!(
+                    backtrack_ends(t, &piece),
+                    expected,
+                    "{encoding}: piece {i} {:?}",
+                    String::from_utf8_lossy(&piece)
+                );
+                if len < SMALL {
+                    assert_eq!(
+                        t.count_small(&piece),
+                        expected.len(),
+                        "{encoding}: piece {i}"
+                    );
+                }
+                assert_eq!(
+                    t.count_piece(&piece),
+                    expected.len(),
+                    "{encoding}: piece {i}"
+                );
+                checked += 1;
+            }
+            // A few long ones, where backtracking has the most room to go wrong.
+            for i in 0..8 {
+                let len = 40_000 + rng.below(30_000);
+                let piece = random_piece(&mut rng, len);
+                assert_eq!(
+                    backtrack_ends(t, &piece),
+                    heap_ends(t, &piece),
+                    "{encoding}: long piece {i}"
+                );
+                checked += 1;
+            }
+            assert_eq!(checked, 1508);
+        }
     }
 }

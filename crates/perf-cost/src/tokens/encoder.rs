@@ -137,6 +137,12 @@ impl Encoder {
         })
     }
 
+    /// The rank table (for the merge cross-checks in `bpe.rs`).
+    #[cfg(test)]
+    pub(crate) fn ranks(&self) -> &RankTable {
+        &self.ranks
+    }
+
     /// The encoding this encoder counts.
     pub fn encoding(&self) -> Encoding {
         self.encoding

@@ -1,5 +1,6 @@
 //! Token counting: shared encoders, the model table, chat overheads and early-stop counting.
 
+mod backtrack;
 mod bpe;
 pub mod chat;
 mod counter;

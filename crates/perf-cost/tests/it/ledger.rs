@@ -120,9 +120,47 @@ async fn shared_semantics(ledger: Arc<dyn Ledger>) {
     assert_eq!((g.spent, g.reserved), (cents(100), Usd::ZERO));
 }
 
+/// A long call renews its reservation: the room stays held past the first expiry and the commit
+/// finds it. A reservation that expired and was swept cannot be renewed, and its late commit is
+/// reported as such.
+async fn extend_semantics(ledger: Arc<dyn Ledger>) {
+    let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_795_262_400);
+    let clock = ManualClock::starting_at(start);
+    let cfg = BudgetConfig::default()
+        .budget(BudgetScope::Global, Period::Total, cents(10))
+        .reservation_ttl(Duration::from_secs(30));
+    let a = BudgetManager::new(cfg.clone(), ledger.clone(), clock.clone().shared());
+    let b = BudgetManager::new(cfg, ledger.clone(), clock.clone().shared());
+    let start_ms = 1_795_262_400_000i64;
+
+    let mut long = a.reserve(&SpendRequest::new(cents(8))).await.unwrap();
+    assert_eq!(long.expires_at_ms(), start_ms + 30_000);
+    clock.advance(Duration::from_secs(20));
+    assert!(a.extend(&mut long).await.unwrap());
+    assert_eq!(long.expires_at_ms(), start_ms + 50_000);
+    // 40 s: past the first expiry, within the renewed one. The other process's reserve sweeps
+    // expired reservations first, and must still find the room held.
+    clock.advance(Duration::from_secs(20));
+    assert!(matches!(
+        b.reserve(&SpendRequest::new(cents(3))).await,
+        Err(CostError::BudgetExceeded { .. })
+    ));
+    assert!(a.commit(long, cents(8)).await.unwrap().reservation_found);
+
+    let mut late = a.reserve(&SpendRequest::new(cents(2))).await.unwrap();
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(b.sweep_expired().await.unwrap(), 1);
+    assert!(!a.extend(&mut late).await.unwrap());
+    assert!(!a.commit(late, cents(2)).await.unwrap().reservation_found);
+    let g = a.state("global", Period::Total).await.unwrap();
+    assert_eq!((g.spent, g.reserved), (cents(10), Usd::ZERO));
+    assert_eq!(ledger.outstanding().await.unwrap(), 0);
+}
+
 #[tokio::test]
 async fn in_memory_ledger_semantics() {
     shared_semantics(Arc::new(InMemoryLedger::new())).await;
+    extend_semantics(Arc::new(InMemoryLedger::new())).await;
 }
 
 #[cfg(feature = "redis")]
@@ -134,6 +172,7 @@ async fn redis_ledger_semantics() {
         .await
         .unwrap();
     shared_semantics(Arc::new(ledger.clone())).await;
+    extend_semantics(Arc::new(ledger.clone())).await;
     assert!(ledger.destroy().await.unwrap() > 0);
 }
 
@@ -146,6 +185,59 @@ async fn postgres_ledger_semantics() {
         .await
         .unwrap();
     shared_semantics(Arc::new(ledger.clone())).await;
+    extend_semantics(Arc::new(ledger.clone())).await;
+    ledger.destroy().await.unwrap();
+}
+
+#[cfg(feature = "postgres")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_ledger_a_bad_operation_fails_alone_in_its_batch() {
+    // Concurrent operations are group-committed in one transaction; a reservation id that is
+    // already held makes the server reject the batch, which must then fail that call only.
+    use perf_cost::{LineRequest, ReserveOutcome, ReserveRequest};
+    let url = perf_testkit::require_postgres!();
+    let schema = perf_testkit::unique_name("cost_batch");
+    let ledger = Arc::new(
+        perf_cost::PostgresLedger::connect(&url, &schema, 2)
+            .await
+            .unwrap(),
+    );
+    let line = LineRequest {
+        key: "global|total".into(),
+        limit: cents(1000),
+    };
+    let req = |id: String| ReserveRequest {
+        id,
+        lines: vec![line.clone()],
+        amount: cents(1),
+        now_ms: 0,
+        expires_at_ms: i64::MAX,
+        enforce: true,
+    };
+    ledger.reserve(&req("dup".into())).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let l = ledger.clone();
+        let id = if i == 20 {
+            "dup".to_owned()
+        } else {
+            format!("r{i}")
+        };
+        let r = req(id);
+        tasks.push(tokio::spawn(async move { l.reserve(&r).await }));
+    }
+    let mut granted = 0;
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(ReserveOutcome::Granted { .. }) => granted += 1,
+            Ok(other) => panic!("{i}: {other:?}"),
+            Err(e) => assert_eq!(i, 20, "{e}"),
+        }
+    }
+    assert_eq!(granted, 39);
+    let s = ledger.line_state("global|total").await.unwrap();
+    assert_eq!((s.spent, s.reserved), (Usd::ZERO, cents(40)));
+    assert_eq!(ledger.outstanding().await.unwrap(), 40);
     ledger.destroy().await.unwrap();
 }
 
@@ -331,11 +423,13 @@ mod race {
                         .unwrap(),
                 ),
                 #[cfg(feature = "postgres")]
-                "postgres" => Arc::new(
-                    perf_cost::PostgresLedger::connect(
+                "postgres" | "postgres-async" => Arc::new(
+                    perf_cost::PostgresLedger::connect_with(
                         &perf_testkit::database_url().unwrap(),
                         &ns,
-                        4,
+                        perf_cost::PostgresLedgerOptions::default()
+                            .pool_size(4)
+                            .synchronous_commit(backend == "postgres"),
                     )
                     .await
                     .unwrap(),
@@ -496,6 +590,20 @@ mod race {
             .await
             .unwrap();
         race("postgres", &ns, Arc::new(ledger.clone())).await;
+        ledger.destroy().await.unwrap();
+    }
+
+    /// The same race with `synchronous_commit = off` on the workers' sessions: durability on a
+    /// server crash is traded away, none of the race's guarantees is.
+    #[cfg(feature = "postgres")]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_ledger_race_without_synchronous_commit() {
+        let url = perf_testkit::require_postgres!();
+        let ns = perf_testkit::unique_name("cost_race_async");
+        let ledger = perf_cost::PostgresLedger::connect(&url, &ns, 2)
+            .await
+            .unwrap();
+        race("postgres-async", &ns, Arc::new(ledger.clone())).await;
         ledger.destroy().await.unwrap();
     }
 }

@@ -11,11 +11,33 @@ fn golden() -> serde_json::Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// The text of one golden case: a corpus file (read as bytes, so CRLF is kept) or a generated run.
+/// `n` characters of `alphabet` from make_golden.py's `pseudo_random` (the same 64-bit LCG).
+fn pseudo_random(alphabet: &str, n: usize, seed: u64) -> String {
+    let chars: Vec<char> = alphabet.chars().collect();
+    let mut x = seed;
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            chars[((x >> 33) % chars.len() as u64) as usize]
+        })
+        .collect()
+}
+
+/// The text of one golden case: a corpus file (read as bytes, so CRLF is kept), a generated run
+/// or generated pseudo-random text.
 fn case_text(case: &serde_json::Value) -> (String, String) {
     if let Some(file) = case["file"].as_str() {
         let bytes = std::fs::read(data_dir().join(file)).unwrap();
         (file.to_owned(), String::from_utf8(bytes).unwrap())
+    } else if let Some(alphabet) = case["random"].as_str() {
+        let n = case["chars"].as_u64().unwrap() as usize;
+        let seed = case["seed"].as_u64().unwrap();
+        (
+            format!("random {n} chars of {alphabet:?}, seed {seed}"),
+            pseudo_random(alphabet, n, seed),
+        )
     } else {
         let ch = case["repeat"].as_str().unwrap();
         let times = case["times"].as_u64().unwrap() as usize;
@@ -43,7 +65,7 @@ fn counts_equal_python_tiktoken_golden_counts() {
             checked += 1;
         }
     }
-    assert!(checked >= 20, "golden file has too few cases: {checked}");
+    assert!(checked >= 40, "golden file has too few cases: {checked}");
 }
 
 #[test]
@@ -117,6 +139,59 @@ fn long_whitespace_runs_count_without_failing() {
     let mixed = format!("{spaces}x");
     // The run before a word gives its last space to the word: count = run-minus-one + " x".
     assert_eq!(enc.count(&mixed), enc.count(&spaces[1..]) + 1);
+}
+
+/// Texts pre-tokenization cannot split (one piece each, or few long ones), 64 KiB or so.
+fn adversarial_texts() -> Vec<(&'static str, String)> {
+    vec![
+        ("one repeated char", "a".repeat(1 << 16)),
+        ("repeated 'ab'", "ab".repeat(1 << 15)),
+        ("repeated 'abc'", "abc".repeat(21_845)),
+        ("repeated 'aab'", "aab".repeat(21_845)),
+        (
+            "random letters",
+            pseudo_random("abcdefghijklmnopqrstuvwxyz", 1 << 16, 11),
+        ),
+        ("random over 'ab'", pseudo_random("ab", 1 << 16, 12)),
+        ("digits", pseudo_random("0123456789", 1 << 16, 13)),
+        ("spaces then a word", " ".repeat(1 << 15) + "word"),
+        ("mixed whitespace", pseudo_random(" \t\n\r", 1 << 15, 14)),
+        (
+            "CJK without spaces",
+            pseudo_random(
+                "的一是不了人我在有他这中大来上国个到说们为子和你地出道也時年得",
+                1 << 14,
+                15,
+            ),
+        ),
+        ("accented letters", pseudo_random("éèañöß", 1 << 15, 16)),
+    ]
+}
+
+#[test]
+fn long_pieces_count_exactly_like_tiktoken_rs() {
+    // Long pieces take the backtracking encoder; tiktoken-rs takes its heap merge. Counts, early
+    // stop at the exact count and one below it, and the trimming boundaries must all agree.
+    for (encoding, tk) in [
+        (Encoding::O200kBase, tiktoken_rs::o200k_base_singleton()),
+        (Encoding::Cl100kBase, tiktoken_rs::cl100k_base_singleton()),
+    ] {
+        let enc = encoding.encoder().unwrap();
+        for (what, text) in adversarial_texts() {
+            let expected = tk.encode_ordinary(&text).len();
+            assert_eq!(enc.count(&text), expected, "{what}, {encoding}");
+            assert_eq!(
+                enc.count_till_limit(&text, expected),
+                Some(expected),
+                "{what}, {encoding}"
+            );
+            assert_eq!(
+                enc.count_till_limit(&text, expected - 1),
+                None,
+                "{what}, {encoding}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use perf_core::clock::ManualClock;
+use perf_core::clock::{Clock, ManualClock};
 use perf_cost::{Catalog, CostError, CostTracker, GroupBy, Usage, UsageEvent, Usd};
 
 /// 2026-11-21T23:30:00Z.
@@ -128,4 +128,50 @@ fn concurrent_tracking_loses_nothing() {
     assert_eq!(tracker.total().calls, 8000);
     assert_eq!(tracker.total().cost, Usd::from_nanos(150 * 8000));
     assert_eq!(tracker.totals_by(GroupBy::User, None).len(), 8);
+}
+
+#[test]
+fn cached_days_match_the_time_zone_on_every_call() {
+    // The tracker caches the UTC range of the current local day; every recorded day must still be
+    // the time zone's date of the call, through DST changes (Berlin at 02:00, Santiago at
+    // midnight, Lord Howe by 30 minutes) and odd offsets (Kathmandu, +05:45).
+    use chrono::{DateTime, Utc};
+    for zone in [
+        "Europe/Berlin",
+        "America/Santiago",
+        "Australia/Lord_Howe",
+        "Asia/Kathmandu",
+        "UTC",
+    ] {
+        let tz: chrono_tz::Tz = zone.parse().unwrap();
+        for start in [1_774_738_800u64, 1_775_347_200, 1_788_566_400] {
+            // 2026-03-28T23:00Z (Berlin's spring change), 2026-04-05 (Santiago and Lord Howe
+            // fall back), 2026-09-05 (Santiago springs forward at midnight).
+            let clock =
+                ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(start));
+            let tracker = CostTracker::with_options(
+                Catalog::builtin().unwrap(),
+                clock.clone().shared(),
+                tz,
+                10_000,
+            );
+            let mut expected = BTreeMap::<String, u64>::new();
+            for _ in 0..(3 * 24 * 4) {
+                let at: DateTime<Utc> = clock.system_now().into();
+                tracker
+                    .track(UsageEvent::new("gpt-4o", Usage::new(10, 0)))
+                    .unwrap();
+                let day = at.with_timezone(&tz).date_naive();
+                assert_eq!(tracker.history().last().unwrap().day, day, "{zone} at {at}");
+                *expected.entry(day.to_string()).or_default() += 1;
+                clock.advance(Duration::from_secs(15 * 60 + 7));
+            }
+            let by_day: BTreeMap<String, u64> = tracker
+                .totals_by(GroupBy::Day, None)
+                .into_iter()
+                .map(|(d, t)| (d, t.calls))
+                .collect();
+            assert_eq!(by_day, expected, "{zone}");
+        }
+    }
 }

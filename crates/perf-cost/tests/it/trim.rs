@@ -124,3 +124,32 @@ fn chat_history_drops_oldest_messages_first() {
     assert!(!impossible.fits);
     assert_eq!(impossible.messages.len(), 2); // system + last
 }
+
+#[test]
+fn truncation_inside_one_long_piece_cuts_at_its_token_boundaries() {
+    // Pieces of 128 bytes or more take the backtracking encoder; its token ends must be the ones
+    // tiktoken-rs produces, so a cut keeps whole tokens and loses almost nothing of the budget.
+    let enc = Encoding::O200kBase.encoder().unwrap();
+    let tk = tiktoken_rs::o200k_base_singleton();
+    let letters: String = (0..40_000u64)
+        .map(|i| char::from(b'a' + (i.wrapping_mul(2_654_435_761) % 26) as u8))
+        .collect();
+    for (what, text) in [
+        ("repeated 'ab'", "ab".repeat(20_000)),
+        ("letters", letters),
+        ("CJK", "中文字".repeat(5_000)),
+    ] {
+        for max in [1u64, 100, 1000, 5000] {
+            for keep in [Keep::Start, Keep::End] {
+                let (cut, n) = truncate_tokens(enc, &text, max, keep);
+                assert!(n <= max, "{what} {keep:?} {max}: {n}");
+                assert!(n + 2 >= max, "{what} {keep:?} {max}: only {n}");
+                assert_eq!(n as usize, tk.encode_ordinary(&cut).len(), "{what}");
+                match keep {
+                    Keep::Start => assert!(text.starts_with(&cut)),
+                    Keep::End => assert!(text.ends_with(&cut)),
+                }
+            }
+        }
+    }
+}
