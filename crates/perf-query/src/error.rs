@@ -89,6 +89,21 @@ pub enum QueryError {
         /// Why.
         reason: String,
     },
+    /// A value of a cached result could not be read as the requested type.
+    #[cfg(feature = "postgres")]
+    #[error("cannot read row {row}, column {column} of a cached result: {reason}")]
+    Decode {
+        /// The row.
+        row: usize,
+        /// The column.
+        column: usize,
+        /// Why (never the value).
+        reason: String,
+    },
+    /// The shared result cache's tier could not be set up.
+    #[cfg(feature = "shared-cache")]
+    #[error(transparent)]
+    Cache(#[from] perf_cache::Error),
     /// A failure of a perf-core facility (metrics, resources, config).
     #[error(transparent)]
     Core(#[from] perf_core::Error),

@@ -19,9 +19,13 @@
 //!   server (feature `postgres`): `Explainer` (always rolled back, `statement_timeout`).
 //! - Index advice: [`generate_candidates`], [`predict_index_size`],
 //!   [`existing_index_findings`]; validated by what-if costing in `IndexAdvisor` (HypoPG, else
-//!   real indexes in a rolled-back transaction).
+//!   real indexes in a rolled-back transaction); for a weighted workload (e.g. from
+//!   `pg_stat_statements`), `IndexAdvisor::advise_workload` chooses an index set under a
+//!   storage budget.
 //! - N+1: [`NPlusOneDetector`] (fed events) and `TrackedPool` (a pool wrapper that records
-//!   them and serves [`ResultCache`]d reads, invalidated by writes).
+//!   them and serves [`ResultCache`]d reads, invalidated by writes). With the `shared-cache`
+//!   feature, `SharedResultCache` keeps results in perf-cache's Redis L2 so every process
+//!   shares them and every process sees the invalidations.
 //! - `top_statements` (pg_stat_statements), [`advise_settings`], [`Report`] (JSON, Markdown).
 //!
 //! ```
@@ -83,9 +87,16 @@ pub use pg::advisor::{
 pub use pg::connect_pool;
 #[cfg(feature = "postgres")]
 pub use pg::explain::{Analysis, ExplainOptions, Explainer};
+#[cfg(feature = "shared-cache")]
+pub use pg::shared::{CachedColumn, CachedRows, SharedCacheStats, SharedResultCache};
 #[cfg(feature = "postgres")]
 pub use pg::stats::{read_settings, top_statements, PG_STAT_STATEMENTS_HINT};
 #[cfg(feature = "postgres")]
 pub use pg::tracked::{ResultCacheConfig, TrackedPool};
+#[cfg(feature = "postgres")]
+pub use pg::workload::{
+    CandidateOutcome, WorkloadAdvice, WorkloadCandidate, WorkloadIndex, WorkloadQuery,
+    WorkloadQueryCost,
+};
 #[cfg(feature = "postgres")]
 pub use tokio_postgres;

@@ -3,8 +3,10 @@
 //! table → keys index so a write invalidates exactly the results that read the tables it
 //! writes — no scan over every entry.
 //!
-//! The cache is in-process. A shared second level (perf-cache's L2) can sit behind the
-//! [`ResultStore`] seam: a store sees every insert and invalidation and may serve misses.
+//! The cache is in-process; the [`ResultStore`] seam lets a second level see every insert
+//! and invalidation. The cache that processes share — results in perf-cache's Redis L2,
+//! invalidated in every process by writes — is `SharedResultCache` (feature `shared-cache`,
+//! served by `TrackedPool::query_shared`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,8 @@
 //! The index advisor against a live server: candidates from the parsed statement, each
 //! validated by what-if costing — HypoPG hypothetical indexes when the extension is there,
 //! else a real `CREATE INDEX` inside a rolled-back transaction (guarded by table size) — with
-//! a cache of what-if costs per (query fingerprint, index set).
+//! a cache of what-if costs per (query fingerprint, index set). The workload mode, which
+//! chooses a set of indexes for many weighted statements, is in `workload.rs`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,7 +19,7 @@ use crate::advisor::{IndexCandidate, TableInfo};
 use crate::error::{QueryError, Result};
 use crate::fingerprint::{normalize, text_shape, Fingerprint};
 use crate::pg::catalog::{schema_tables, table_info};
-use crate::pg::explain_json;
+use crate::pg::{explain_json, pooled, rolled_back};
 use crate::plan::node::Plan;
 use crate::sql::{analyze, quote_ident};
 
@@ -124,7 +125,7 @@ pub struct RealCheck {
 }
 
 /// Key of the what-if cache: query fingerprint and the sorted index definitions present.
-type CacheKey = (Fingerprint, Vec<String>);
+pub(super) type CacheKey = (Fingerprint, Vec<String>);
 
 /// Validated index advice; see the module documentation.
 ///
@@ -141,20 +142,21 @@ type CacheKey = (Fingerprint, Vec<String>);
 /// ```
 #[derive(Debug)]
 pub struct IndexAdvisor {
-    pool: Pool,
+    pub(super) pool: Pool,
     min_improvement: f64,
+    pub(super) workload_min_benefit: f64,
     statement_timeout: Duration,
     mode: WhatIfMode,
-    max_real_build_bytes: u64,
+    pub(super) max_real_build_bytes: u64,
     fillfactor: u32,
-    candidates: CandidateConfig,
+    pub(super) candidates: CandidateConfig,
     cache: Mutex<HashMap<CacheKey, f64>>,
     hits: AtomicU64,
     misses: AtomicU64,
 }
 
 /// Savepoint name of real what-if builds.
-const SAVEPOINT: &str = "perfkit_whatif";
+pub(super) const SAVEPOINT: &str = "perfkit_whatif";
 
 impl IndexAdvisor {
     /// An advisor recommending candidates that cut the estimated cost by 20 % or more.
@@ -162,6 +164,7 @@ impl IndexAdvisor {
         IndexAdvisor {
             pool,
             min_improvement: 0.20,
+            workload_min_benefit: 0.01,
             statement_timeout: Duration::from_secs(30),
             mode: WhatIfMode::Auto,
             max_real_build_bytes: 256 << 20,
@@ -183,6 +186,14 @@ impl IndexAdvisor {
     /// Smallest cost reduction (fraction, e.g. 0.2) a recommendation needs.
     pub fn min_improvement(mut self, fraction: f64) -> Self {
         self.min_improvement = fraction.clamp(0.0, 1.0);
+        self
+    }
+
+    /// Smallest cut of the total workload cost (fraction of its initial value, default
+    /// 0.01) an index needs to be picked by
+    /// [`advise_workload`](Self::advise_workload).
+    pub fn workload_min_benefit(mut self, fraction: f64) -> Self {
+        self.workload_min_benefit = fraction.clamp(0.0, 1.0);
         self
     }
 
@@ -225,7 +236,7 @@ impl IndexAdvisor {
         }
     }
 
-    fn timeout_ms(&self) -> u64 {
+    pub(super) fn timeout_ms(&self) -> u64 {
         self.statement_timeout.as_millis().max(1) as u64
     }
 
@@ -249,36 +260,27 @@ impl IndexAdvisor {
         let generic = (shape.max_parameter > 0).then_some(shape.max_parameter);
         let timeout_ms = self.timeout_ms();
 
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| QueryError::pg("BEGIN", timeout_ms, e))?;
-        let result = self
-            .advise_in(
-                &tx,
-                sql,
-                &normalized.text,
-                normalized.fingerprint,
-                &analysis,
-                generic,
-            )
-            .await;
-        if matches!(&result, Ok(a) if a.method == WhatIfMethod::HypoPg) {
-            if let Ok(Some(schema)) = hypopg_schema(&tx, timeout_ms).await {
-                let _ = tx
-                    .batch_execute(&format!("SELECT {}.hypopg_reset()", quote_ident(&schema)))
-                    .await;
+        rolled_back(&self.pool, timeout_ms, async |tx| {
+            let advice = self
+                .advise_in(
+                    tx,
+                    sql,
+                    &normalized.text,
+                    normalized.fingerprint,
+                    &analysis,
+                    generic,
+                )
+                .await?;
+            if advice.method == WhatIfMethod::HypoPg {
+                if let Ok(Some(schema)) = hypopg_schema(tx, timeout_ms).await {
+                    let _ = tx
+                        .batch_execute(&format!("SELECT {}.hypopg_reset()", quote_ident(&schema)))
+                        .await;
+                }
             }
-        }
-        let rolled_back = tx.rollback().await;
-        let advice = result?;
-        rolled_back.map_err(|e| QueryError::pg("ROLLBACK", timeout_ms, e))?;
-        Ok(advice)
+            Ok(advice)
+        })
+        .await
     }
 
     async fn advise_in(
@@ -357,7 +359,7 @@ impl IndexAdvisor {
 
     /// Picks HypoPG or real builds; installs HypoPG inside the (rolled-back) transaction
     /// when it is available but not created.
-    async fn method(&self, tx: &Transaction<'_>) -> Result<(WhatIfMethod, String)> {
+    pub(super) async fn method(&self, tx: &Transaction<'_>) -> Result<(WhatIfMethod, String)> {
         let t = self.timeout_ms();
         if self.mode == WhatIfMode::RealIndex {
             return Ok((WhatIfMethod::RealIndexRolledBack, String::new()));
@@ -389,9 +391,7 @@ impl IndexAdvisor {
                 // Functions are called schema-qualified: the extension may live in a schema
                 // that is not on the search path.
                 let prefix = format!("{}.", quote_ident(&schema));
-                tx.batch_execute(&format!("SELECT {prefix}hypopg_reset()"))
-                    .await
-                    .map_err(|e| QueryError::pg("hypopg_reset", t, e))?;
+                hypopg_reset(tx, &prefix, t).await?;
                 Ok((WhatIfMethod::HypoPg, prefix))
             }
             (None, WhatIfMode::HypoPg) => Err(QueryError::ExtensionMissing {
@@ -402,7 +402,7 @@ impl IndexAdvisor {
         }
     }
 
-    fn cached(&self, key: &CacheKey) -> Option<f64> {
+    pub(super) fn cached(&self, key: &CacheKey) -> Option<f64> {
         let hit = self.cache.lock().ok()?.get(key).copied();
         if hit.is_some() {
             self.hits.fetch_add(1, Ordering::Relaxed);
@@ -410,14 +410,14 @@ impl IndexAdvisor {
         hit
     }
 
-    fn store(&self, key: CacheKey, cost: f64) {
+    pub(super) fn store(&self, key: CacheKey, cost: f64) {
         self.misses.fetch_add(1, Ordering::Relaxed);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(key, cost);
         }
     }
 
-    async fn plan_cost(
+    pub(super) async fn plan_cost(
         &self,
         tx: &Transaction<'_>,
         sql: &str,
@@ -495,9 +495,7 @@ impl IndexAdvisor {
                         .map_err(|e| QueryError::pg("ROLLBACK TO SAVEPOINT", t, e))?;
                 }
                 // Hypothetical indexes live in backend memory, outside transactions.
-                tx.batch_execute(&format!("SELECT {hypo}hypopg_reset()"))
-                    .await
-                    .map_err(|e| QueryError::pg("hypopg_reset", t, e))?;
+                hypopg_reset(tx, hypo, t).await?;
                 let (cost, size) = attempt?;
                 if cached.is_none() {
                     self.store(key, cost);
@@ -539,20 +537,11 @@ impl IndexAdvisor {
         }
         let generic = (shape.max_parameter > 0).then_some(shape.max_parameter);
         let t = self.timeout_ms();
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| QueryError::pg("BEGIN", t, e))?;
-        let result = async {
+        rolled_back(&self.pool, t, async |tx| {
             tx.batch_execute(&format!("SET LOCAL statement_timeout = {t}"))
                 .await
                 .map_err(|e| QueryError::pg("SET LOCAL statement_timeout", t, e))?;
-            let info = table_info(&*tx, &rec.candidate.table)
+            let info = table_info(&**tx, &rec.candidate.table)
                 .await?
                 .ok_or_else(|| QueryError::Refused {
                     reason: format!("table {} not found", rec.candidate.table),
@@ -571,7 +560,7 @@ impl IndexAdvisor {
             tx.batch_execute(&rec.candidate.create_statement(false))
                 .await
                 .map_err(|e| QueryError::pg("CREATE INDEX", t, e))?;
-            let real_cost = self.plan_cost(&tx, sql, generic).await?;
+            let real_cost = self.plan_cost(tx, sql, generic).await?;
             let qualified = match &info.name.schema {
                 Some(s) => format!("{}.{}", quote_ident(s), quote_ident(&name)),
                 None => quote_ident(&name),
@@ -592,12 +581,8 @@ impl IndexAdvisor {
                 real_size_bytes: size.max(0) as u64,
                 predicted_size_bytes: rec.predicted_size_bytes,
             })
-        }
-        .await;
-        let rolled_back = tx.rollback().await;
-        let check = result?;
-        rolled_back.map_err(|e| QueryError::pg("ROLLBACK", t, e))?;
-        Ok(check)
+        })
+        .await
     }
 
     /// Unused, duplicate and prefix-redundant indexes of the tables in `schema`.
@@ -606,11 +591,7 @@ impl IndexAdvisor {
     ///
     /// Driver and pool errors.
     pub async fn existing_indexes(&self, schema: &str) -> Result<Vec<IndexFinding>> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
+        let client = pooled(&self.pool).await?;
         let tables = schema_tables(&**client, schema).await?;
         Ok(existing_index_findings(&tables))
     }
@@ -628,11 +609,7 @@ impl IndexAdvisor {
         table: &crate::sql::TableName,
         columns: &[&str],
     ) -> Result<f64> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
+        let client = pooled(&self.pool).await?;
         let info = table_info(&**client, table)
             .await?
             .ok_or_else(|| QueryError::Refused {
@@ -651,11 +628,7 @@ impl IndexAdvisor {
     ///
     /// [`QueryError::Refused`] for an unknown table; driver and pool errors.
     pub async fn predict_size(&self, candidate: &IndexCandidate) -> Result<Option<u64>> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
+        let client = pooled(&self.pool).await?;
         let info = table_info(&**client, &candidate.table)
             .await?
             .ok_or_else(|| QueryError::Refused {
@@ -664,7 +637,7 @@ impl IndexAdvisor {
         self.predict_in(&**client, &info, candidate).await
     }
 
-    async fn predict_in<C: tokio_postgres::GenericClient + Sync>(
+    pub(super) async fn predict_in<C: tokio_postgres::GenericClient + Sync>(
         &self,
         client: &C,
         t: &TableInfo,
@@ -717,13 +690,21 @@ impl IndexAdvisor {
     ///
     /// Driver and pool errors.
     pub async fn table_info(&self, name: &crate::sql::TableName) -> Result<Option<TableInfo>> {
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
+        let client = pooled(&self.pool).await?;
         table_info(&**client, name).await
     }
+}
+
+/// Drops every hypothetical index of the session; `prefix` is HypoPG's schema, quoted, with
+/// a trailing dot.
+pub(super) async fn hypopg_reset(
+    tx: &Transaction<'_>,
+    prefix: &str,
+    timeout_ms: u64,
+) -> Result<()> {
+    tx.batch_execute(&format!("SELECT {prefix}hypopg_reset()"))
+        .await
+        .map_err(|e| QueryError::pg("hypopg_reset", timeout_ms, e))
 }
 
 /// The schema HypoPG is installed in, if it is.

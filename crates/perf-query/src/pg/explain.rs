@@ -10,7 +10,7 @@ use tokio_postgres::types::ToSql;
 
 use crate::error::{QueryError, Result};
 use crate::fingerprint::text_shape;
-use crate::pg::explain_json;
+use crate::pg::{explain_json, rolled_back};
 use crate::plan::detect::{detect_issues, DetectorConfig, Issue};
 use crate::plan::node::Plan;
 
@@ -193,18 +193,9 @@ impl Explainer {
             });
         }
         let timeout_ms = self.statement_timeout.as_millis().max(1) as u64;
-        let mut client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
-        let tx = client
-            .transaction()
-            .await
-            .map_err(|e| QueryError::pg("BEGIN", timeout_ms, e))?;
-        let result = self
-            .explain_in(
-                &tx,
+        rolled_back(&self.pool, timeout_ms, async |tx| {
+            self.explain_in(
+                tx,
                 sql,
                 params,
                 options,
@@ -212,13 +203,9 @@ impl Explainer {
                 shape.max_parameter,
                 timeout_ms,
             )
-            .await;
-        // Always roll back; a failed rollback leaves the connection broken, which the pool
-        // then discards.
-        let rolled_back = tx.rollback().await;
-        let plan = result?;
-        rolled_back.map_err(|e| QueryError::pg("ROLLBACK", timeout_ms, e))?;
-        Ok(plan)
+            .await
+        })
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]

@@ -1,11 +1,16 @@
-//! Everything that talks to a live PostgreSQL server (feature `postgres`): the pool helper,
-//! the explainer, the index advisor's what-if costing, the tracked client, catalog readers.
+//! Everything that talks to a live PostgreSQL server (feature `postgres`): the pool and
+//! rolled-back-transaction helpers, the explainer, the index advisor's what-if costing and
+//! its workload mode, the tracked client, catalog readers, and (feature `shared-cache`) the
+//! result cache shared through perf-cache's L2.
 
 pub(crate) mod advisor;
 pub(crate) mod catalog;
 pub(crate) mod explain;
+#[cfg(feature = "shared-cache")]
+pub(crate) mod shared;
 pub(crate) mod stats;
 pub(crate) mod tracked;
+pub(crate) mod workload;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
@@ -45,6 +50,34 @@ pub fn connect_pool(url: &str, max_size: usize) -> Result<Pool> {
         .map_err(|e| QueryError::PoolBuild {
             reason: e.to_string(),
         })
+}
+
+/// A connection from `pool`, the pool's error typed.
+pub(crate) async fn pooled(pool: &Pool) -> Result<deadpool_postgres::Object> {
+    pool.get()
+        .await
+        .map_err(|source| QueryError::Pool { source })
+}
+
+/// Runs `body` inside a transaction on a pooled connection and always rolls it back — also
+/// when `body` fails (and when the future is dropped: tokio-postgres queues the `ROLLBACK`
+/// before the connection can be reused). The error of `body` wins over a failed rollback,
+/// which leaves the connection broken so the pool discards it.
+pub(crate) async fn rolled_back<T>(
+    pool: &Pool,
+    timeout_ms: u64,
+    body: impl AsyncFnOnce(&deadpool_postgres::Transaction<'_>) -> Result<T>,
+) -> Result<T> {
+    let mut client = pooled(pool).await?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| QueryError::pg("BEGIN", timeout_ms, e))?;
+    let result = body(&tx).await;
+    let rolled_back = tx.rollback().await;
+    let value = result?;
+    rolled_back.map_err(|e| QueryError::pg("ROLLBACK", timeout_ms, e))?;
+    Ok(value)
 }
 
 /// Name of the prepared statement used for generic plans.

@@ -6,6 +6,7 @@ use tokio_postgres::error::SqlState;
 
 use crate::error::{QueryError, Result};
 use crate::fingerprint::redact_or_marker;
+use crate::pg::pooled;
 use crate::report::{StatementStat, TopBy};
 use crate::settings::{PgSetting, ADVISED_SETTINGS};
 
@@ -27,10 +28,7 @@ pub const PG_STAT_STATEMENTS_HINT: &str = "add pg_stat_statements to shared_prel
 /// [`QueryError::ExtensionMissing`] with how to enable it when the extension is not created
 /// or not preloaded; pool and driver errors.
 pub async fn top_statements(pool: &Pool, by: TopBy, limit: usize) -> Result<Vec<StatementStat>> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|source| QueryError::Pool { source })?;
+    let client = pooled(pool).await?;
     let schema: Option<String> = client
         .query_opt(
             "SELECT n.nspname::text FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace \
@@ -96,10 +94,7 @@ pub async fn top_statements(pool: &Pool, by: TopBy, limit: usize) -> Result<Vec<
 ///
 /// Pool and driver errors.
 pub async fn read_settings(pool: &Pool) -> Result<Vec<PgSetting>> {
-    let client = pool
-        .get()
-        .await
-        .map_err(|source| QueryError::Pool { source })?;
+    let client = pooled(pool).await?;
     let names: Vec<String> = ADVISED_SETTINGS.iter().map(|s| s.to_string()).collect();
     let rows = client
         .query(

@@ -15,6 +15,9 @@ use tokio_postgres::Row;
 use crate::error::{QueryError, Result};
 use crate::fingerprint::{normalize, Fingerprint, NormalizedQuery, StatementKind};
 use crate::nplusone::{NPlusOneConfig, NPlusOneDetector};
+use crate::pg::pooled;
+#[cfg(feature = "shared-cache")]
+use crate::pg::shared::{CachedRows, Lookup, SharedResultCache};
 use crate::result_cache::{ResultCache, ResultKey};
 use crate::sql::{analyze, TableName};
 
@@ -91,6 +94,8 @@ pub struct TrackedPool {
     shapes: Arc<Mutex<LruCache<Fingerprint, Arc<Shape>>>>,
     clock: SharedClock,
     enabled: bool,
+    #[cfg(feature = "shared-cache")]
+    shared: Option<Arc<SharedResultCache>>,
 }
 
 /// Settings of the wrapper's result cache.
@@ -125,6 +130,8 @@ impl TrackedPool {
             ))),
             clock: system_clock(),
             enabled: true,
+            #[cfg(feature = "shared-cache")]
+            shared: None,
         }
     }
 
@@ -159,6 +166,20 @@ impl TrackedPool {
     pub fn with_cache(mut self, cache: Arc<ResultCache<Vec<Row>>>) -> Self {
         self.cache = Some(cache);
         self
+    }
+
+    /// Serves [`query_shared`](Self::query_shared) from `cache`, shared with every process
+    /// using the same tier and prefix; writes through this pool invalidate there too.
+    #[cfg(feature = "shared-cache")]
+    pub fn with_shared_cache(mut self, cache: Arc<SharedResultCache>) -> Self {
+        self.shared = Some(cache);
+        self
+    }
+
+    /// The shared result cache, when set.
+    #[cfg(feature = "shared-cache")]
+    pub fn shared_cache(&self) -> Option<&Arc<SharedResultCache>> {
+        self.shared.as_ref()
     }
 
     /// Uses `clock` for timings (tests pass a `ManualClock`; the cache keeps its own).
@@ -208,21 +229,35 @@ impl TrackedPool {
     /// them when the tables are unknown).
     fn invalidate(&self, shape: &Shape) {
         let Some(cache) = &self.cache else { return };
-        let writes = shape.normalized.kind.is_write()
-            || shape.writes.as_ref().is_some_and(|w| !w.is_empty())
-            || shape.normalized.kind == StatementKind::Other;
-        if !writes {
-            return;
-        }
-        match &shape.writes {
-            Some(tables) if !tables.is_empty() => {
+        match written(shape) {
+            None => {}
+            Some(Some(tables)) => {
                 for t in tables {
                     cache.invalidate_table(t);
                 }
             }
-            // DDL, unparseable writes: be safe.
-            _ => cache.clear(),
+            Some(None) => cache.clear(),
         }
+    }
+
+    /// The same for the shared cache, in every process.
+    #[cfg(feature = "shared-cache")]
+    async fn invalidate_shared(&self, shape: &Shape) {
+        let Some(shared) = &self.shared else { return };
+        match written(shape) {
+            None => {}
+            Some(Some(tables)) => shared.invalidate_tables(tables).await,
+            Some(None) => shared.invalidate_all().await,
+        }
+    }
+
+    /// True for a read the caches may serve: a `SELECT` that writes nothing and whose tables
+    /// sqlparser can name.
+    fn cacheable(&self, shape: &Shape) -> bool {
+        self.enabled
+            && shape.normalized.kind == StatementKind::Select
+            && shape.writes.as_ref().is_some_and(|w| w.is_empty())
+            && shape.reads.is_some()
     }
 
     async fn run(
@@ -230,7 +265,7 @@ impl TrackedPool {
         context: &str,
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
-    ) -> Result<(Vec<Row>, Arc<Shape>)> {
+    ) -> Result<(Vec<Row>, Prepared)> {
         let p = self.prepare(sql).await?;
         let rows = p
             .client
@@ -238,18 +273,16 @@ impl TrackedPool {
             .await
             .map_err(|e| QueryError::pg("query", 0, e))?;
         self.finish(context, &p);
-        Ok((rows, p.shape))
+        #[cfg(feature = "shared-cache")]
+        self.invalidate_shared(&p.shape).await;
+        Ok((rows, p))
     }
 
     /// The first half of running a statement: its shape, a pooled client, the prepared
     /// statement, and the instant timing started (before the prepare, so a cold prepare counts).
     async fn prepare(&self, sql: &str) -> Result<Prepared> {
         let shape = self.shape(sql)?;
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
+        let client = pooled(&self.pool).await?;
         let start = self.clock.now();
         let statement = client
             .prepare_cached(sql)
@@ -307,6 +340,8 @@ impl TrackedPool {
             .await
             .map_err(|e| QueryError::pg("execute", 0, e))?;
         self.finish(context, &p);
+        #[cfg(feature = "shared-cache")]
+        self.invalidate_shared(&p.shape).await;
         Ok(n)
     }
 
@@ -324,18 +359,10 @@ impl TrackedPool {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Arc<Vec<Row>>> {
         let shape = self.shape(sql)?;
-        let cacheable = self.enabled
-            && shape.normalized.kind == StatementKind::Select
-            && shape.writes.as_ref().is_some_and(|w| w.is_empty())
-            && shape.reads.is_some();
-        let Some(cache) = self.cache.as_ref().filter(|_| cacheable) else {
+        let Some(cache) = self.cache.as_ref().filter(|_| self.cacheable(&shape)) else {
             return self.query(context, sql, params).await.map(Arc::new);
         };
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|source| QueryError::Pool { source })?;
+        let client = pooled(&self.pool).await?;
         let statement = client
             .prepare_cached(sql)
             .await
@@ -344,20 +371,90 @@ impl TrackedPool {
         if let Some(rows) = cache.get(&key) {
             return Ok(rows);
         }
-        let start = self.clock.now();
-        let rows = client
-            .query(&statement, params)
-            .await
-            .map_err(|e| QueryError::pg("query", 0, e))?;
-        let elapsed = self.clock.now().saturating_duration_since(start);
-        self.detector
-            .record_normalized(&shape.normalized, context, elapsed);
+        let rows = self
+            .run_recorded(context, &shape, &client, &statement, params)
+            .await?;
         let bytes = rows_bytes(&rows);
         let tables = shape.reads.clone().unwrap_or_default();
         let rows = Arc::new(rows);
         cache.insert(key, Arc::clone(&rows), bytes, tables);
         Ok(rows)
     }
+
+    /// A read served from the [shared cache](crate::SharedResultCache) of every process when
+    /// fresh, else run and stored there (keyed by the statement text, the parameters' wire
+    /// encoding and the version tokens of the tables it reads). Statements that write, and
+    /// reads whose tables sqlparser cannot name, run uncached (and writes invalidate). When
+    /// the cache's tier is down, the read goes to the database and nothing fails.
+    ///
+    /// # Errors
+    ///
+    /// Tokenizer, pool and driver errors.
+    #[cfg(feature = "shared-cache")]
+    pub async fn query_shared(
+        &self,
+        context: &str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<CachedRows> {
+        let shape = self.shape(sql)?;
+        let Some(shared) = self.shared.as_ref().filter(|_| self.cacheable(&shape)) else {
+            let (rows, p) = self.run(context, sql, params).await?;
+            return CachedRows::from_rows(p.statement.columns(), &rows);
+        };
+        let client = pooled(&self.pool).await?;
+        let statement = client
+            .prepare_cached(sql)
+            .await
+            .map_err(|e| QueryError::pg("prepare", 0, e))?;
+        let key = key_for(sql, statement.params(), params)?;
+        let reads = shape.reads.as_deref().unwrap_or_default();
+        let store = match shared.lookup(&key, reads, statement.columns()).await {
+            Lookup::Hit(rows) => return Ok(rows),
+            Lookup::Miss(vkey) => Some(vkey),
+            Lookup::Bypass => None,
+        };
+        let rows = self
+            .run_recorded(context, &shape, &client, &statement, params)
+            .await?;
+        let rows = CachedRows::from_rows(statement.columns(), &rows)?;
+        if let Some(vkey) = store {
+            shared.store(&vkey, &rows).await;
+        }
+        Ok(rows)
+    }
+
+    /// Runs a prepared read and records its duration for N+1 detection.
+    async fn run_recorded(
+        &self,
+        context: &str,
+        shape: &Shape,
+        client: &deadpool_postgres::Object,
+        statement: &tokio_postgres::Statement,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>> {
+        let start = self.clock.now();
+        let rows = client
+            .query(statement, params)
+            .await
+            .map_err(|e| QueryError::pg("query", 0, e))?;
+        let elapsed = self.clock.now().saturating_duration_since(start);
+        self.detector
+            .record_normalized(&shape.normalized, context, elapsed);
+        Ok(rows)
+    }
+}
+
+/// Whether `shape` writes: `None` for a read, `Some(Some(tables))` for a write to known
+/// tables, `Some(None)` for DDL and writes whose tables are unknown (invalidate everything).
+fn written(shape: &Shape) -> Option<Option<&[TableName]>> {
+    let writes = shape.normalized.kind.is_write()
+        || shape.writes.as_ref().is_some_and(|w| !w.is_empty())
+        || shape.normalized.kind == StatementKind::Other;
+    if !writes {
+        return None;
+    }
+    Some(shape.writes.as_deref().filter(|t| !t.is_empty()))
 }
 
 /// The cache key: statement text and each parameter encoded for its inferred type.

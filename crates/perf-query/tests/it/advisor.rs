@@ -231,10 +231,18 @@ async fn predicted_index_sizes_match_real_builds() {
         IndexCandidate::new(table.clone(), &["k"]).with_include(&["t"]),
     ];
     let client = db.pool.get().await.unwrap();
-    let hypo = client
-        .batch_execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+    // HypoPG may already be created for the whole database (cargo xtask services up does
+    // it): then it is used and left in place; else created here and dropped after.
+    let existed = client
+        .query_opt("SELECT 1 FROM pg_extension WHERE extname = 'hypopg'", &[])
         .await
-        .is_ok();
+        .unwrap()
+        .is_some();
+    let hypo = existed
+        || client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS hypopg")
+            .await
+            .is_ok();
     let mut report = Vec::new();
     for (i, cand) in cases.iter().enumerate() {
         let predicted = advisor.predict_size(cand).await.unwrap().unwrap() as f64;
@@ -277,10 +285,10 @@ async fn predicted_index_sizes_match_real_builds() {
         assert!(err.abs() <= 0.15, "{}", report.join("\n"));
     }
     if hypo {
-        client
-            .batch_execute("SELECT hypopg_reset(); DROP EXTENSION hypopg")
-            .await
-            .unwrap();
+        client.batch_execute("SELECT hypopg_reset()").await.unwrap();
+    }
+    if hypo && !existed {
+        client.batch_execute("DROP EXTENSION hypopg").await.unwrap();
     }
     drop(client);
     eprintln!("{}", report.join("\n"));

@@ -10,8 +10,12 @@ mod fingerprint;
 mod nplusone;
 mod report;
 mod result_cache;
+#[cfg(feature = "shared-cache")]
+mod shared_cache;
 mod sql;
 #[cfg(feature = "postgres")]
 mod support;
 #[cfg(feature = "postgres")]
 mod tracked;
+#[cfg(feature = "postgres")]
+mod workload;

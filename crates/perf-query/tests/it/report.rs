@@ -130,13 +130,7 @@ mod live {
         let db = TestDb::new(&url, "report_pgss", 1).await;
         db.exec("CREATE TABLE marker_pgss (id int PRIMARY KEY, v text)")
             .await;
-        let client = db.pool.get().await.unwrap();
-        let preloaded: String = client
-            .query_one("SHOW shared_preload_libraries", &[])
-            .await
-            .unwrap()
-            .get(0);
-        if !preloaded.contains("pg_stat_statements") {
+        if !db.pg_stat_statements_ready().await {
             // The reader must say how to enable it.
             let err = top_statements(&db.pool, TopBy::Calls, 10)
                 .await
@@ -148,10 +142,7 @@ mod live {
             assert!(err.to_string().contains("shared_preload_libraries"));
             return;
         }
-        client
-            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
-            .await
-            .unwrap();
+        let client = db.pool.get().await.unwrap();
         for i in 0..25 {
             client
                 .query(

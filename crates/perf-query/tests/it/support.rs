@@ -3,6 +3,12 @@
 
 use deadpool_postgres::Pool;
 
+/// `base_url` with `search_path` set to `schema`, then `public`.
+fn schema_url(base_url: &str, schema: &str) -> String {
+    let sep = if base_url.contains('?') { '&' } else { '?' };
+    format!("{base_url}{sep}options=-csearch_path%3D{schema}%2Cpublic")
+}
+
 /// A unique schema on the shared server with a pool bound to it.
 pub(crate) struct TestDb {
     pub(crate) pool: Pool,
@@ -14,9 +20,7 @@ impl TestDb {
     /// Creates the schema; `max_size` connections with `search_path` set to it.
     pub(crate) async fn new(base_url: &str, prefix: &str, max_size: usize) -> TestDb {
         let schema = perf_testkit::unique_name(prefix);
-        let sep = if base_url.contains('?') { '&' } else { '?' };
-        let url = format!("{base_url}{sep}options=-csearch_path%3D{schema}%2Cpublic");
-        let pool = perf_query::connect_pool(&url, max_size).unwrap();
+        let pool = perf_query::connect_pool(&schema_url(base_url, &schema), max_size).unwrap();
         let client = pool.get().await.unwrap();
         client
             .batch_execute(&format!(
@@ -30,6 +34,30 @@ impl TestDb {
             schema,
             base_url: base_url.to_string(),
         }
+    }
+
+    /// Another pool on the same schema (as a second process would have).
+    #[cfg_attr(not(feature = "shared-cache"), allow(dead_code))]
+    pub(crate) fn another_pool(&self, max_size: usize) -> Pool {
+        perf_query::connect_pool(&schema_url(&self.base_url, &self.schema), max_size).unwrap()
+    }
+
+    /// True when `pg_stat_statements` is preloaded; then the extension is created too.
+    pub(crate) async fn pg_stat_statements_ready(&self) -> bool {
+        let client = self.pool.get().await.unwrap();
+        let preloaded: String = client
+            .query_one("SHOW shared_preload_libraries", &[])
+            .await
+            .unwrap()
+            .get(0);
+        if !preloaded.contains("pg_stat_statements") {
+            return false;
+        }
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements SCHEMA public")
+            .await
+            .unwrap();
+        true
     }
 
     pub(crate) async fn exec(&self, sql: &str) {
