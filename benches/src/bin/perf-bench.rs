@@ -15,6 +15,10 @@ const USAGE: &str = "usage: perf-bench [--quick] [--out DIR] [--list] [FILTER...
   FILTER      run only groups whose name contains one of the filters";
 
 fn main() -> ExitCode {
+    // Some groups re-execute this binary as a child process (a worker, a clean-memory run).
+    if let Some(code) = perfkit_benches::groups::run_child_if_requested() {
+        return code;
+    }
     let command: Vec<String> = std::env::args().collect();
     let mut quick = false;
     let mut list = false;

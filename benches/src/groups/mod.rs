@@ -2,14 +2,21 @@
 //! file and add a [`Group`] line to [`groups`]; `cargo xtask bench <FILTER>` then runs it.
 
 mod batch;
+mod batch_alloc;
+mod batch_child;
+mod batch_distributed;
+mod batch_memory;
 mod cache;
 mod cache_redis;
+mod cache_warming;
 mod core;
 mod cost;
 mod harness_selfcheck;
 mod query;
 
 use crate::harness::Group;
+
+pub use batch_child::run_child_if_requested;
 
 /// Every benchmark group, in the order they run.
 ///
@@ -77,6 +84,21 @@ pub fn groups() -> Vec<Group> {
             batch::adaptive,
         ),
         Group::new(
+            "batch_alloc",
+            "perf-batch vs buffer_unordered and JoinSet: heap allocations per item (per chunk, not per item)",
+            batch_alloc::allocations,
+        ),
+        Group::new(
+            "batch_memory",
+            "perf-batch MEMORY_BASED vs FIXED: peak RSS against a 512 MiB threshold on 1–1.25 GiB of lazily made documents",
+            batch_memory::memory_based,
+        ),
+        Group::new(
+            "batch_distributed",
+            "perf-batch over Redis Streams: items/s with 1, 2 and 4 worker processes, scaling vs 1",
+            batch_distributed::distributed,
+        ),
+        Group::new(
             "cache_hit_ratio_traces",
             "perf-cache L1 hit % vs moka, quick_cache, lru on OLTP, P3, LIRS loop/glimpse, next to the README's reference policies",
             cache::hit_ratio_traces,
@@ -105,6 +127,16 @@ pub fn groups() -> Vec<Group> {
             "cache_redis",
             "perf-cache Redis L2 pipelined get/set ops/s vs redis-benchmark on the same server, 1 and 50 clients",
             cache_redis::l2_vs_redis_benchmark,
+        ),
+        Group::new(
+            "cache_warming_l1",
+            "perf-cache Warmer into L1 items/s vs insert loops of moka, quick_cache and perf-cache's L1",
+            cache_warming::l1,
+        ),
+        Group::new(
+            "cache_warming_redis",
+            "perf-cache Warmer into L1 + Redis items/s vs the redis crate: one SET per round trip, and pipelined",
+            cache_warming::redis,
         ),
         Group::new(
             "cache_coherency",
