@@ -23,6 +23,8 @@ use std::time::Instant;
 
 use perf_cache::l1::{Cache, Policy, Unit};
 
+use perf_testkit::XorShift as Rng;
+
 use crate::harness::{Bench, Row};
 
 // ----- counting allocator (for `cache_memory`) -----
@@ -408,22 +410,6 @@ fn trace_rows(bench: &mut Bench, traces: &[&str]) {
 
 // ----- synthetic workloads -----
 
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Zipf(`s`) over `n` keys by inverse CDF; keys are scrambled so that popularity does not
 /// follow key order.
 fn zipf(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
@@ -433,7 +419,7 @@ fn zipf(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
         total += 1.0 / (rank as f64).powf(s);
         cdf.push(total);
     }
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed | 1);
     (0..len)
         .map(|_| {
             let u = rng.unit() * total;

@@ -17,6 +17,8 @@ use perf_cost::{
     Period, SpendRequest, Usage, UsageEvent, UsageReport, Usd,
 };
 
+use perf_testkit::lcg_text as pseudo_random;
+
 use crate::harness::{Bench, Row};
 
 /// One event of the plan's naive tracker: model, user, pipeline, usage, cost.
@@ -126,20 +128,6 @@ pub(crate) fn counting(bench: &mut Bench) {
     }
 
     adversarial(bench);
-}
-
-/// `n` characters of `alphabet` from a 64-bit LCG (the generator of perf-cost's golden data).
-fn pseudo_random(alphabet: &str, n: usize, seed: u64) -> String {
-    let chars: Vec<char> = alphabet.chars().collect();
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            chars[((x >> 33) % chars.len() as u64) as usize]
-        })
-        .collect()
 }
 
 /// Runs `f`, turning a panic into `None` with the panic message kept off the report's output

@@ -33,6 +33,7 @@
 mod child;
 mod error;
 mod names;
+mod rng;
 mod services;
 pub mod support;
 mod temp_postgres;
@@ -41,6 +42,7 @@ mod temp_redis;
 pub use child::{run_child_test, ChildResult};
 pub use error::TestkitError;
 pub use names::unique_name;
+pub use rng::{lcg_text, XorShift};
 pub use services::{
     database_url, redis_url, require_services, DATABASE_URL_VAR, REDIS_URL_VAR,
     REQUIRE_SERVICES_VAR,

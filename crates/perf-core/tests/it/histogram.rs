@@ -4,21 +4,7 @@ use std::sync::Arc;
 
 use perf_core::metrics::{HistogramSnapshot, LatencyHistogram};
 
-/// A small deterministic generator (xorshift64*), so the test needs no extra dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+use perf_testkit::XorShift as Rng;
 
 fn exact_quantile(sorted: &[u64], q: f64) -> u64 {
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
@@ -51,7 +37,7 @@ fn check_within_one_percent(samples: &mut [u64], what: &str) {
 
 #[test]
 fn quantiles_within_one_percent_on_a_million_log_uniform_samples() {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     // Latencies from 1 µs to 10 s, uniform in log space: every bucket scale is exercised.
     let mut samples: Vec<u64> = (0..1_000_000)
         .map(|_| (1e3 * 1e7f64.powf(rng.unit())) as u64)
@@ -61,7 +47,7 @@ fn quantiles_within_one_percent_on_a_million_log_uniform_samples() {
 
 #[test]
 fn quantiles_within_one_percent_on_a_million_heavy_tailed_samples() {
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     // Pareto-like tail on top of a 2 ms body, as real request latencies look.
     let mut samples: Vec<u64> = (0..1_000_000)
         .map(|_| {
@@ -101,9 +87,9 @@ fn merged_snapshots_equal_one_histogram_of_all_values() {
         LatencyHistogram::new(),
         LatencyHistogram::new(),
     );
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     for i in 0..100_000 {
-        let v = rng.next() % 50_000_000;
+        let v = rng.next_u64() % 50_000_000;
         if i % 3 == 0 { &a } else { &b }.record_value(v);
         all.record_value(v);
     }

@@ -335,25 +335,7 @@ mod tests {
         assert_eq!(t.backtrack(&aaa).map(|v| v.len()), Some(51));
     }
 
-    /// xorshift64*: a reproducible stream without a dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-
-        fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-            &items[self.below(items.len())]
-        }
-    }
+    use perf_testkit::XorShift as Rng;
 
     /// A random piece of `len` bytes from one of the shapes pre-tokenization cannot split (or that
     /// stress merges): one repeated character, a repeated short pattern, random text over a small
@@ -364,7 +346,7 @@ mod tests {
             "😀", "\u{3000}", "한",
         ];
         let mut out = Vec::with_capacity(len + 8);
-        match rng.below(8) {
+        match rng.index(8) {
             0 => {
                 let c = rng.pick(CHARS).as_bytes();
                 while out.len() < len {
@@ -372,7 +354,7 @@ mod tests {
                 }
             }
             1 => {
-                let k = 2 + rng.below(3);
+                let k = 2 + rng.index(3);
                 let pattern: Vec<u8> = (0..k)
                     .flat_map(|_| rng.pick(CHARS).as_bytes().to_vec())
                     .collect();
@@ -381,14 +363,14 @@ mod tests {
                 }
             }
             2 => {
-                let alphabet = 2 + rng.below(25);
+                let alphabet = 2 + rng.index(25);
                 while out.len() < len {
-                    out.push(b'a' + rng.below(alphabet) as u8);
+                    out.push(b'a' + rng.index(alphabet) as u8);
                 }
             }
             3 => {
                 while out.len() < len {
-                    out.push(b'0' + rng.below(10) as u8);
+                    out.push(b'0' + rng.index(10) as u8);
                 }
             }
             4 => {
@@ -412,7 +394,7 @@ mod tests {
             }
             _ => {
                 while out.len() < len {
-                    out.push(rng.next() as u8);
+                    out.push(rng.next_u64() as u8);
                 }
             }
         }
@@ -424,14 +406,14 @@ mod tests {
     fn backtracking_equals_the_heap_merge_on_random_pieces_of_the_real_encodings() {
         for (encoding, seed) in [(Encoding::O200kBase, 1u64), (Encoding::Cl100kBase, 2)] {
             let t = encoding.encoder().unwrap().ranks();
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ seed);
+            let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15 ^ seed);
             let mut checked = 0;
             for i in 0..1500 {
                 // Mostly long pieces; a share of short ones compares with the stack-buffer scan.
                 let len = if i % 3 == 0 {
-                    2 + rng.below(SMALL - 2)
+                    2 + rng.index(SMALL - 2)
                 } else {
-                    SMALL + rng.below(3000)
+                    SMALL + rng.index(3000)
                 };
                 let piece = random_piece(&mut rng, len);
                 let expected = heap_ends(t, &piece);
@@ -457,7 +439,7 @@ mod tests {
             }
             // A few long ones, where backtracking has the most room to go wrong.
             for i in 0..8 {
-                let len = 40_000 + rng.below(30_000);
+                let len = 40_000 + rng.index(30_000);
                 let piece = random_piece(&mut rng, len);
                 assert_eq!(
                     backtrack_ends(t, &piece),

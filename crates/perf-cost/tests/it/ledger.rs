@@ -289,19 +289,7 @@ mod race {
         alerts: Vec<(String, String, u32)>,
     }
 
-    /// xorshift64*: a tiny deterministic generator per task.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-    }
+    use perf_testkit::XorShift as Rng;
 
     async fn run_worker(ledger: Arc<dyn Ledger>, seed: u64) -> WorkerReport {
         let manager = Arc::new(BudgetManager::new(
@@ -320,7 +308,8 @@ mod race {
             let manager = manager.clone();
             let short = short.clone();
             handles.push(tokio::spawn(async move {
-                let mut rng = Rng(seed.wrapping_mul(1_000_003).wrapping_add(task as u64 + 1) | 1);
+                let mut rng =
+                    Rng::new(seed.wrapping_mul(1_000_003).wrapping_add(task as u64 + 1) | 1);
                 let user = format!("u{}", task % USERS);
                 let mut rep = WorkerReport::default();
                 for _ in 0..PER_TASK {

@@ -1,6 +1,7 @@
 //! Token counting: golden counts from OpenAI's Python tiktoken, early stop, model table, chat.
 
 use perf_cost::{Accuracy, ChatMessage, Encoding, EncodingSource, TokenCounter, ToolDefinition};
+use perf_testkit::lcg_text as pseudo_random;
 
 fn data_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data")
@@ -9,20 +10,6 @@ fn data_dir() -> std::path::PathBuf {
 fn golden() -> serde_json::Value {
     let text = std::fs::read_to_string(data_dir().join("golden.json")).unwrap();
     serde_json::from_str(&text).unwrap()
-}
-
-/// `n` characters of `alphabet` from make_golden.py's `pseudo_random` (the same 64-bit LCG).
-fn pseudo_random(alphabet: &str, n: usize, seed: u64) -> String {
-    let chars: Vec<char> = alphabet.chars().collect();
-    let mut x = seed;
-    (0..n)
-        .map(|_| {
-            x = x
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            chars[((x >> 33) % chars.len() as u64) as usize]
-        })
-        .collect()
 }
 
 /// The text of one golden case: a corpus file (read as bytes, so CRLF is kept), a generated run
