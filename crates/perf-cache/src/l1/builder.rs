@@ -9,7 +9,8 @@ use perf_core::clock::{system_clock, SharedClock};
 use perf_core::config::CacheConfig;
 use perf_core::metrics::LatencyHistogram;
 
-use super::shard::{Hasher, Shard};
+use super::hasher;
+use super::shard::Shard;
 use super::{Cache, EncodedSize, Inner, Padded, Policy, Weigher};
 use crate::single_flight::SingleFlight;
 
@@ -93,6 +94,7 @@ pub struct CacheBuilder<K, V, W = EncodedSize> {
     config: L1Config,
     shards: Option<usize>,
     clock: Option<SharedClock>,
+    hash_seed: Option<u64>,
     weigher: W,
     _types: PhantomData<fn(K, V)>,
 }
@@ -102,6 +104,7 @@ impl<K, V, W> std::fmt::Debug for CacheBuilder<K, V, W> {
         f.debug_struct("CacheBuilder")
             .field("config", &self.config)
             .field("shards", &self.shards)
+            .field("hash_seed", &self.hash_seed.map(|_| "fixed"))
             .finish_non_exhaustive()
     }
 }
@@ -112,6 +115,7 @@ impl<K, V> CacheBuilder<K, V, EncodedSize> {
             config: L1Config::default(),
             shards: None,
             clock: None,
+            hash_seed: None,
             weigher: EncodedSize,
             _types: PhantomData,
         }
@@ -170,12 +174,44 @@ impl<K, V, W> CacheBuilder<K, V, W> {
         self
     }
 
+    /// Hashes keys with a fixed seed instead of a random one, so that two caches built alike
+    /// and fed the same operations make the same eviction decisions (reproducible benchmarks
+    /// and tests). The default, a seed drawn at random per cache, is the safe choice for
+    /// keys an outsider can choose: with a known seed, an attacker can craft colliding keys
+    /// that slow the index down and skew admission (hash flooding). Both modes hash with
+    /// foldhash; only the seed differs.
+    ///
+    /// ```
+    /// use perf_cache::l1::{Cache, Unit};
+    ///
+    /// let run = || {
+    ///     let cache: Cache<u64, ()> =
+    ///         Cache::builder().max_bytes(100).weigher(Unit).shards(1).hash_seed(42).build();
+    ///     let mut hits = 0;
+    ///     for i in 0..10_000_u64 {
+    ///         let key = (i * 7919) % 1000 ^ (i % 13);
+    ///         if cache.get(&key).is_some() {
+    ///             hits += 1;
+    ///         } else {
+    ///             cache.insert(key, ());
+    ///         }
+    ///     }
+    ///     hits
+    /// };
+    /// assert_eq!(run(), run());
+    /// ```
+    pub fn hash_seed(mut self, seed: u64) -> Self {
+        self.hash_seed = Some(seed);
+        self
+    }
+
     /// Replaces the weigher.
     pub fn weigher<W2>(self, weigher: W2) -> CacheBuilder<K, V, W2> {
         CacheBuilder {
             config: self.config,
             shards: self.shards,
             clock: self.clock,
+            hash_seed: self.hash_seed,
             weigher,
             _types: PhantomData,
         }
@@ -207,7 +243,7 @@ impl<K, V, W> CacheBuilder<K, V, W> {
         W: Weigher<K, V>,
     {
         let n = self.shard_count();
-        let hasher = Hasher::default();
+        let hasher = self.hash_seed.map_or_else(hasher::random, hasher::seeded);
         let per_bytes = self.config.max_bytes / n as u64;
         let per_entries = self.config.max_entries.map_or(usize::MAX, |e| {
             usize::try_from(e / n as u64).unwrap_or(usize::MAX)

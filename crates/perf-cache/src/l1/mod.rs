@@ -43,6 +43,7 @@
 mod builder;
 mod compute;
 mod ghost;
+mod hasher;
 mod policy;
 mod shard;
 mod sketch;

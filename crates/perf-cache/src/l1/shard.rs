@@ -29,8 +29,8 @@ const HAS_TAGS: u8 = 1;
 /// neighbours), at the cost of an LRU order that is approximate within those queues.
 const REFERENCED: u8 = 2;
 
-/// The hasher every shard and the cache front share (foldhash, randomly seeded per cache).
-pub(crate) type Hasher = hashbrown::DefaultHashBuilder;
+/// The hasher every shard and the cache front share (see `hasher.rs`).
+pub(crate) use super::hasher::Hasher;
 
 /// An entry. `prev` points toward the queue's head (most recent), `next` toward its tail.
 pub(crate) struct Node<K, V> {
