@@ -2,8 +2,10 @@
 
 /// Two Bloom filters used in turn. Evicted keys' hashes go into the current one; when it has
 /// taken `capacity / 2` keys the older one is cleared and becomes the current one, so the ghost
-/// remembers the last `capacity / 2` to `capacity` evictions. Memory: `capacity` bytes (eight
-/// bits per remembered key per filter, three probes: about 3 % false positives).
+/// remembers the last `capacity / 2` to `capacity` evictions. Memory: `2 × capacity` bytes
+/// (sixteen bits per remembered key per filter, three probes: about 0.5 % false positives per
+/// filter). Eight bits per key gave 3 %, enough to let a loop's newcomers win ties against the
+/// entries worth keeping: the 10 % loop fell from 8.6 % to 7.9 % hits.
 #[derive(Debug)]
 pub(crate) struct Ghost {
     filters: [Vec<u64>; 2],
@@ -23,9 +25,9 @@ impl Ghost {
         }
     }
 
-    /// A filter for `capacity / 2` keys at eight bits each, a power of two of words.
+    /// A filter for `capacity / 2` keys at sixteen bits each, a power of two of words.
     fn filter(capacity: usize) -> Vec<u64> {
-        vec![0; (capacity * 4 / 64).max(1).next_power_of_two()]
+        vec![0; (capacity * 8 / 64).max(1).next_power_of_two()]
     }
 
     #[inline]

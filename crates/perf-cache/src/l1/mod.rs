@@ -8,7 +8,7 @@
 //!   32-byte slot (key, `Arc` pointer, two `u32` links, weight, policy bits) of which 24 are
 //!   overhead, up to 25 % of spare slab capacity, the value's 16-byte `Arc` header (it is what
 //!   makes a hit a reference-count increment), 5–11 bytes of hash index, 2 bytes of frequency
-//!   sketch, about 1 byte of ghost history and, with [`Policy::TinyLfu`], about 5 bytes of
+//!   sketch, about 2 bytes of ghost history and, with [`Policy::TinyLfu`], about 5 bytes of
 //!   miniature simulations. Deadlines live in a column of their own that exists only once an
 //!   entry has a TTL (8 bytes per slot then). Peers measured the same way: quick_cache 36 B,
 //!   lru 52 B, moka 226 B.

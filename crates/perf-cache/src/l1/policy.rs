@@ -25,17 +25,18 @@ pub enum Policy {
     Lfu,
     /// First in, first out: hits change nothing, the oldest entry is evicted.
     Fifo,
-    /// The scan-resistant default: adaptive W-TinyLFU. New entries enter a small LRU window;
-    /// the window's overflow is admitted to the main segmented LRU (probation, protected) only
-    /// if a count-min sketch says it is used more often than the entry it would displace. The
-    /// window's size (1 % to 90 % of the shard) is chosen by miniature simulations: five small
-    /// W-TinyLFU caches, one per candidate window, fed a spatial sample of the keys; the shard
-    /// adopts the window of the one with the most recent hits. The policy thus leans towards
-    /// frequency on loops and scans and towards recency on recency-heavy traces. Admission
-    /// asks a candidate to beat the victim's frequency by more than one, unless a ghost
-    /// history (two small Bloom filters of recently evicted keys) says it is coming back, in
-    /// which case a tie suffices. Hits in the window and the protected queue set a CLOCK
-    /// reference bit (second chance at the tail) rather than moving the entry.
+    /// The scan-resistant default: adaptive W-TinyLFU. New entries enter a window queue. An
+    /// entry used while in the window moves on to the main segmented LRU (probation,
+    /// protected) when it leaves the window; an unused one is admitted only if a count-min
+    /// sketch says it is used more often than the entry it would displace. The window's size
+    /// (1 % to 90 % of the shard) is chosen by miniature simulations: five small copies of
+    /// this policy, one per candidate window, fed a spatial sample of the keys; the shard
+    /// adopts the window of the one with the most (slowly decayed) hits. The policy thus
+    /// leans towards frequency on loops and scans and towards recency on recency-heavy
+    /// traces. Admission asks a candidate to beat the victim's frequency by more than one,
+    /// unless a ghost history (two small Bloom filters of recently evicted keys) says it is
+    /// coming back, in which case a tie suffices. Hits in the window and the protected queue
+    /// set a CLOCK reference bit (second chance at the tail) rather than moving the entry.
     #[default]
     TinyLfu,
 }
