@@ -217,7 +217,7 @@ pub(crate) fn redis(bench: &mut Bench) {
         // Fresh keys each round: a key left by the previous round would be skipped.
         rt.block_on(tier_clear(&tier));
         let tiered: TieredCache<u64> = TieredCache::builder()
-            .l1(l1_cache())
+            .l1(Cache::new(1 << 30))
             .l2(tier.clone() as SharedTier)
             .build();
         ours.push(run_warmer(&rt, batch_task(keys(n)), CONCURRENCY, tiered));

@@ -35,7 +35,7 @@
 //!         Ok::<_, std::io::Error>("a short summary".to_owned())
 //!     })
 //!     .await?;
-//! assert_eq!(*summary, "a short summary");
+//! assert_eq!(summary, "a short summary");
 //! assert_eq!(cache.stats().misses, 1);
 //! assert_eq!(cache.invalidate_tag("summaries"), 1);
 //! # Ok::<(), perf_cache::Error>(())

@@ -32,7 +32,7 @@
 //! let report = Warmer::new().max_concurrency(4).task(task).run(cache.clone()).await?;
 //! let t = &report.tasks[0];
 //! assert_eq!((t.total, t.completed, t.skipped, t.errors), (2, 1, 1, 0));
-//! assert_eq!(*cache.get(b"a".as_slice()).unwrap(), "cached");
+//! assert_eq!(cache.get(b"a".as_slice()).as_deref(), Some("cached"));
 //! # Ok::<(), perf_cache::Error>(())
 //! # }).unwrap();
 //! ```

@@ -73,10 +73,12 @@ impl ComputeOptions {
 impl<K, V> Cache<K, V>
 where
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    V: Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
 {
     /// The cached value of `key`, or `loader`'s, computed once however many tasks ask at the
-    /// same time. A loader error is returned to every waiting caller and not cached.
+    /// same time; every waiting caller gets a clone of the value (store an `Arc<T>` as `V` when
+    /// values are expensive to clone). A loader error is returned to every waiting caller and
+    /// not cached.
     ///
     /// ```
     /// use perf_cache::l1::Cache;
@@ -87,11 +89,11 @@ where
     ///     .get_or_compute("greeting".to_owned(), || async { Ok::<_, std::io::Error>("hi".to_owned()) })
     ///     .await
     ///     .unwrap();
-    /// assert_eq!(*v, "hi");
+    /// assert_eq!(v, "hi");
     /// assert!(cache.get("greeting").is_some());
     /// # });
     /// ```
-    pub async fn get_or_compute<F, Fut, E>(&self, key: K, loader: F) -> Result<Arc<V>>
+    pub async fn get_or_compute<F, Fut, E>(&self, key: K, loader: F) -> Result<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<V, E>>,
@@ -107,7 +109,7 @@ where
         key: K,
         options: &ComputeOptions,
         loader: F,
-    ) -> Result<Arc<V>>
+    ) -> Result<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<V, E>>,
@@ -115,7 +117,7 @@ where
     {
         if !self.inner.enabled {
             lock(self.shard(self.hash(&key))).stats.misses.inc();
-            return loader().await.map(Arc::new).map_err(loader_error);
+            return loader().await.map_err(loader_error);
         }
         let mut loader = Some(loader);
         loop {
@@ -155,7 +157,7 @@ where
         key: K,
         options: &ComputeOptions,
         loader: F,
-    ) -> Result<Arc<V>>
+    ) -> Result<V>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<V, E>>,
@@ -163,8 +165,7 @@ where
     {
         match loader().await {
             Ok(value) => {
-                let value = Arc::new(value);
-                self.insert_arc(key, value.clone(), &options.entry);
+                self.insert_opts(key, value.clone(), &options.entry);
                 Ok(value)
             }
             Err(e) => {
@@ -221,12 +222,12 @@ where
     /// let cache: Cache<String, u32> = Cache::builder().clock(clock.shared()).build();
     /// let opts = ComputeOptions::new().ttl(Duration::from_secs(60)).refresh_after(Duration::from_secs(30));
     /// let v = cache.get_or_refresh("k".into(), &opts, || async { Ok::<_, std::io::Error>(1) }).await.unwrap();
-    /// assert_eq!(*v, 1);
+    /// assert_eq!(v, 1);
     /// clock.advance(Duration::from_secs(31));
     /// // Stale: the old value comes back at once, a refresh runs in the background.
     /// let v = cache.get_or_refresh("k".into(), &opts, || async { Ok::<_, std::io::Error>(2) }).await.unwrap();
-    /// assert_eq!(*v, 1);
-    /// while cache.peek("k").as_deref() != Some(&2) { tokio::task::yield_now().await; }
+    /// assert_eq!(v, 1);
+    /// while cache.peek("k") != Some(2) { tokio::task::yield_now().await; }
     /// # });
     /// ```
     pub async fn get_or_refresh<F, Fut, E>(
@@ -234,7 +235,7 @@ where
         key: K,
         options: &ComputeOptions,
         loader: F,
-    ) -> Result<Arc<V>>
+    ) -> Result<V>
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
@@ -245,7 +246,7 @@ where
             return self.get_or_compute_with(key, options, loader).await;
         };
         let hash = self.hash(&key);
-        let found = lock(self.shard(hash)).get_entry(hash, &key, || self.now_ticks());
+        let found = lock(self.shard(hash)).get_entry(hash, &key, || self.now_ticks(), V::clone);
         let Some((value, deadline)) = found else {
             return self.get_or_compute_with(key, options, loader).await;
         };
@@ -275,8 +276,7 @@ where
         runtime.spawn(async move {
             let result = match loader().await {
                 Ok(value) => {
-                    let value = Arc::new(value);
-                    cache.insert_arc(key, value.clone(), &options.entry);
+                    cache.insert_opts(key, value.clone(), &options.entry);
                     Ok(value)
                 }
                 Err(e) => {

@@ -4,19 +4,21 @@
 //! # Costs
 //!
 //! - **Memory per entry** beyond key and value, measured by the `cache_memory` benchmark
-//!   (counting global allocator, 1M `u64 -> u64` entries, 8 shards): about 61 bytes — a
-//!   32-byte slot (key, `Arc` pointer, two `u32` links, weight, policy bits) of which 24 are
-//!   overhead, up to 25 % of spare slab capacity, the value's 16-byte `Arc` header (it is what
-//!   makes a hit a reference-count increment), 5–11 bytes of hash index, 2 bytes of frequency
-//!   sketch, about 2 bytes of ghost history and, with [`Policy::TinyLfu`], about 5 bytes of
-//!   miniature simulations. Deadlines live in a column of their own that exists only once an
-//!   entry has a TTL (8 bytes per slot then). Peers measured the same way: quick_cache 36 B,
-//!   lru 52 B, moka 226 B.
+//!   (counting global allocator, 1M `u64 -> u64` entries, 8 shards): about 37 bytes — a
+//!   32-byte slot holding key and value inline plus two `u32` links, weight and policy bits
+//!   (16 bytes of overhead; a one-byte niche keeps `Option` of the slot at 32 bytes), up to
+//!   25 % of spare slab capacity, 5–11 bytes of hash index, 2 bytes of frequency sketch, about
+//!   2 bytes of ghost history and, with [`Policy::TinyLfu`], about 5 bytes of miniature
+//!   simulations. Values are not boxed: a large value should be stored as an `Arc<T>` (an
+//!   allocation of its own, and a hit is then a reference-count increment). Deadlines live in
+//!   a column of their own that exists only once an entry has a TTL (8 bytes per slot then).
+//!   Peers measured the same way: quick_cache 36 B, lru 52 B, moka 226 B.
 //! - **The byte bound is honest**: the default weigher charges what an entry really occupies
-//!   (allocations rounded as malloc rounds them, the slot, the `Arc`, the bookkeeping:
+//!   (allocations rounded as malloc rounds them, the slot, the bookkeeping:
 //!   [`entry_overhead`]), so resident memory stays within a few percent of the budget (the
 //!   `l1_memory` test measures the RSS of a child process filled far beyond a 128 MiB budget).
-//! - **Gets** take one shard mutex (no global lock, no allocation); one get in
+//! - **Gets** take one shard mutex (no global lock) and clone the value under it (no
+//!   allocation for plain values and `Arc`s; a `String` value is copied); one get in
 //!   [`LATENCY_SAMPLE_EVERY`] is timed into the latency histogram. A TinyLFU hit in the
 //!   window or the protected queue sets a reference bit instead of relinking the entry.
 //! - **An entry heavier than one shard's share** borrows budget from the other shards (one
@@ -35,7 +37,7 @@
 //!     .default_ttl(Duration::from_secs(300))
 //!     .build();
 //! cache.insert_with(b"user:7".to_vec(), "Ada".into(), EntryOptions::new().tag("user"));
-//! assert_eq!(cache.get(b"user:7".as_slice()).as_deref().map(String::as_str), Some("Ada"));
+//! assert_eq!(cache.get(b"user:7".as_slice()).as_deref(), Some("Ada"));
 //! assert_eq!(cache.invalidate_tag("user"), 1);
 //! assert!(cache.get(b"user:7".as_slice()).is_none());
 //! ```
@@ -167,7 +169,7 @@ pub(crate) struct Inner<K, V> {
     /// `max_bytes`.
     pool: AtomicU64,
     latency: LatencyHistogram,
-    pub(crate) flights: SingleFlight<K, Arc<V>>,
+    pub(crate) flights: SingleFlight<K, V>,
     pub(crate) negative: Mutex<NegativeCache<K>>,
 }
 
@@ -177,8 +179,22 @@ pub(crate) type NegativeCache<K> = lru::LruCache<K, (u64, crate::Error)>;
 /// A concurrent, byte-bounded in-process cache. Cheap to clone (clones share the entries).
 ///
 /// Keys are any `K: Hash + Eq` (use `Vec<u8>` or `Box<[u8]>` for "any byte string is a key";
-/// lookups take any borrowed form, e.g. `&[u8]` or `&str`). Values are stored as `Arc<V>`, so a
-/// hit costs a reference-count increment, never a deep copy.
+/// lookups take any borrowed form, e.g. `&[u8]` or `&str`). Values are stored inline in the
+/// entry, and a hit returns a clone (`V: Clone`), as with moka and quick_cache. For values that
+/// are expensive to clone, store an `Arc<T>`: a hit then costs a reference-count increment,
+/// never a deep copy.
+///
+/// ```
+/// use std::sync::Arc;
+/// use perf_cache::l1::Cache;
+///
+/// // A large value shared, not copied, by every hit.
+/// let cache: Cache<String, Arc<Vec<u8>>> = Cache::new(16 << 20);
+/// cache.insert("report".to_owned(), Arc::new(vec![0u8; 1 << 20]));
+/// let a = cache.get("report").unwrap();
+/// let b = cache.get("report").unwrap();
+/// assert!(Arc::ptr_eq(&a, &b));
+/// ```
 ///
 /// The cache is split into shards (a power of two), each a mutex around its share of the
 /// budget, its policy queues and its hash index; a key's shard comes from a fast (foldhash)
@@ -350,10 +366,11 @@ where
     /// ```
     /// let cache: perf_cache::l1::Cache<String, u32> = perf_cache::l1::Cache::new(1 << 20);
     /// cache.insert("answer".to_owned(), 42);
-    /// assert_eq!(cache.get("answer").as_deref(), Some(&42));
+    /// assert_eq!(cache.get("answer"), Some(42));
     /// ```
-    pub fn get<Q>(&self, key: &Q) -> Option<Arc<V>>
+    pub fn get<Q>(&self, key: &Q) -> Option<V>
     where
+        V: Clone,
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
@@ -366,7 +383,7 @@ where
         let hash = self.hash(key);
         let found = if self.inner.enabled {
             lock(self.shard(hash))
-                .get_entry(hash, key, || self.now_ticks())
+                .get_entry(hash, key, || self.now_ticks(), V::clone)
                 .map(|(v, _)| v)
         } else {
             lock(self.shard(hash)).stats.misses.inc();
@@ -378,15 +395,23 @@ where
         found
     }
 
-    /// The value under `key` without counting a hit or miss or touching the policy.
-    pub fn peek<Q>(&self, key: &Q) -> Option<Arc<V>>
+    /// The value under `key` (a clone) without counting a hit or miss or touching the policy.
+    ///
+    /// ```
+    /// let cache: perf_cache::l1::Cache<String, String> = perf_cache::l1::Cache::new(1 << 20);
+    /// cache.insert("k".to_owned(), "v".to_owned());
+    /// assert_eq!(cache.peek("k").as_deref(), Some("v"));
+    /// assert_eq!(cache.stats().hits, 0);
+    /// ```
+    pub fn peek<Q>(&self, key: &Q) -> Option<V>
     where
+        V: Clone,
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
         let now = self.now_ticks();
-        lock(self.shard(hash)).peek(hash, key, now)
+        lock(self.shard(hash)).peek(hash, key, now).cloned()
     }
 
     /// Whether `key` has a live entry (no statistics, no policy update).
@@ -395,7 +420,9 @@ where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
-        self.peek(key).is_some()
+        let hash = self.hash(key);
+        let now = self.now_ticks();
+        lock(self.shard(hash)).peek(hash, key, now).is_some()
     }
 
     /// The time `key`'s entry has left to live: `Some(None)` for an entry without TTL, `None`
@@ -416,16 +443,17 @@ where
     /// disabled); a refused insert also removes the key's older value, so no stale value
     /// outlives a write.
     pub fn insert(&self, key: K, value: V) -> bool {
-        self.insert_arc(key, Arc::new(value), &EntryOptions::default())
+        self.insert_opts(key, value, &EntryOptions::default())
     }
 
     /// Stores `value` with per-entry options (TTL, tags).
     pub fn insert_with(&self, key: K, value: V, options: EntryOptions) -> bool {
-        self.insert_arc(key, Arc::new(value), &options)
+        self.insert_opts(key, value, &options)
     }
 
-    /// Stores an already shared value.
-    pub fn insert_arc(&self, key: K, value: Arc<V>, options: &EntryOptions) -> bool {
+    /// [`insert_with`](Self::insert_with) with borrowed options, for callers that store many
+    /// entries with the same options.
+    pub(crate) fn insert_opts(&self, key: K, value: V, options: &EntryOptions) -> bool {
         if !self.inner.enabled {
             return false;
         }
@@ -438,13 +466,7 @@ where
         self.insert_raw(key, value, expires, &options.tags)
     }
 
-    pub(crate) fn insert_raw(
-        &self,
-        key: K,
-        value: Arc<V>,
-        expires: u64,
-        tags: &[Arc<str>],
-    ) -> bool {
+    pub(crate) fn insert_raw(&self, key: K, value: V, expires: u64, tags: &[Arc<str>]) -> bool {
         let weight = self.inner.weigher.weigh(&key, &value);
         let hash = self.hash(&key);
         let tags = (!tags.is_empty()).then(|| tags.to_vec().into_boxed_slice());
@@ -462,7 +484,7 @@ where
     }
 
     /// Removes `key`, returning its value if it was present.
-    pub fn remove<Q>(&self, key: &Q) -> Option<Arc<V>>
+    pub fn remove<Q>(&self, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,

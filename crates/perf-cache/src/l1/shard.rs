@@ -36,15 +36,28 @@ const CANDIDATE: u8 = 4;
 pub(crate) use super::hasher::Hasher;
 
 /// An entry. `prev` points toward the queue's head (most recent), `next` toward its tail.
+/// The value is stored inline: a hit clones it under the shard lock (callers with large
+/// values store an `Arc<T>`).
 pub(crate) struct Node<K, V> {
     pub(crate) key: K,
-    pub(crate) value: Arc<V>,
+    pub(crate) value: V,
     prev: u32,
     next: u32,
     pub(crate) weight: u32,
     pub(crate) queue: u8,
     pub(crate) freq: u8,
     flags: u8,
+    /// Gives `Option<Node>` a niche, so a slab slot is no larger than the node even when
+    /// neither key nor value has one (`u64 -> u64`: 32 bytes, not 40). Never read.
+    #[allow(dead_code)]
+    live: Live,
+}
+
+/// A one-value byte: its 255 unused bit patterns are the niche `Option<Node>` uses.
+#[derive(Clone, Copy)]
+#[repr(u8)]
+enum Live {
+    Yes = 1,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -158,7 +171,6 @@ struct Minis {
     hits: [f64; SHAPES.len()],
     current: usize,
     sampled: u64,
-    unit: Arc<()>,
 }
 
 impl Minis {
@@ -181,7 +193,6 @@ impl Minis {
             hits: [0.0; SHAPES.len()],
             current: INITIAL_SHAPE,
             sampled: 0,
-            unit: Arc::new(()),
         }))
     }
 
@@ -195,11 +206,11 @@ impl Minis {
         for (i, mini) in self.caches.iter_mut().enumerate() {
             // A shard's table and sketch hash keys with its own hasher; the key here is `hash`.
             let h = mini.hasher.hash_one(hash);
-            let hit = mini.get_entry(h, &hash, || 1).is_some();
+            let hit = mini.get_entry(h, &hash, || 1, |_| ()).is_some();
             if hit {
                 self.hits[i] += 1.0;
             } else {
-                mini.insert(h, hash, self.unit.clone(), 1, 0, None, || 1);
+                mini.insert(h, hash, (), 1, 0, None, || 1);
             }
         }
         self.sampled += 1;
@@ -700,13 +711,15 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     // ----- operations -----
 
-    /// Looks `key` up; an expired entry is removed and reported as a miss.
-    pub(crate) fn get_entry<Q>(
+    /// Looks `key` up; an expired entry is removed and reported as a miss. A hit returns
+    /// `read` of the value (a clone, or nothing) and the entry's deadline.
+    pub(crate) fn get_entry<Q, R>(
         &mut self,
         hash: u64,
         key: &Q,
         now: impl FnOnce() -> u64,
-    ) -> Option<(Arc<V>, u64)>
+        read: impl FnOnce(&V) -> R,
+    ) -> Option<(R, u64)>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -721,7 +734,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                     None
                 } else {
                     self.on_hit(idx);
-                    Some((self.node(idx).value.clone(), expires))
+                    Some((read(&self.node(idx).value), expires))
                 }
             }
             None => None,
@@ -742,14 +755,14 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Looks `key` up without touching policy state or statistics.
-    pub(crate) fn peek<Q>(&self, hash: u64, key: &Q, now: u64) -> Option<Arc<V>>
+    pub(crate) fn peek<Q>(&self, hash: u64, key: &Q, now: u64) -> Option<&V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
     {
         let idx = self.find(hash, key)?;
         let expires = self.expires_of(idx);
-        (expires == 0 || expires > now).then(|| self.node(idx).value.clone())
+        (expires == 0 || expires > now).then(|| &self.node(idx).value)
     }
 
     /// The deadline of `key`'s entry (0: none), if present and not expired.
@@ -769,7 +782,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         &mut self,
         hash: u64,
         key: K,
-        value: Arc<V>,
+        value: V,
         weight: u64,
         expires: u64,
         tags: Option<Box<[Arc<str>]>>,
@@ -816,7 +829,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     fn replace(
         &mut self,
         idx: u32,
-        value: Arc<V>,
+        value: V,
         weight: u32,
         expires: u64,
         tags: Option<Box<[Arc<str>]>>,
@@ -849,7 +862,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         &mut self,
         hash: u64,
         key: K,
-        value: Arc<V>,
+        value: V,
         weight: u32,
         expires: u64,
         tags: Option<Box<[Arc<str>]>>,
@@ -863,6 +876,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             queue: 0,
             freq: 0,
             flags: 0,
+            live: Live::Yes,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -968,7 +982,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     }
 
     /// Removes `key`.
-    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<Arc<V>>
+    pub(crate) fn remove<Q>(&mut self, hash: u64, key: &Q) -> Option<V>
     where
         K: Borrow<Q>,
         Q: Hash + Eq + ?Sized,
@@ -1138,10 +1152,10 @@ mod tests {
     /// "get, and insert on a miss", as a cache in front of a loader is driven.
     fn access(shard: &mut Shard<u64, ()>, key: u64) -> bool {
         let hash = shard.hasher.hash_one(key);
-        if shard.get_entry(hash, &key, || 1).is_some() {
+        if shard.get_entry(hash, &key, || 1, |_| ()).is_some() {
             return true;
         }
-        shard.insert(hash, key, Arc::new(()), 1, 0, None, || 1);
+        shard.insert(hash, key, (), 1, 0, None, || 1);
         false
     }
 

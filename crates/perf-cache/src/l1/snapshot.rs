@@ -85,7 +85,9 @@ where
     V: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     /// Writes every live entry (with TTL left, tags and policy state) to `path`, atomically
-    /// (a temporary file renamed over it). Returns the number of entries written.
+    /// (a temporary file renamed over it). Returns the number of entries written. The values
+    /// are cloned shard by shard (one lock at a time) and encoded unlocked, so the snapshot
+    /// briefly holds a copy of them: cheap when `V` is an `Arc<T>`.
     ///
     /// ```
     /// use perf_cache::l1::Cache;
@@ -98,13 +100,16 @@ where
     ///
     /// let restarted: Cache<String, u32> = Cache::new(1 << 20);
     /// assert_eq!(restarted.load_snapshot(&path).unwrap().restored, 1);
-    /// assert_eq!(restarted.get("a").as_deref(), Some(&1));
+    /// assert_eq!(restarted.get("a"), Some(1));
     /// ```
-    pub fn save_snapshot(&self, path: impl AsRef<Path>) -> Result<usize> {
+    pub fn save_snapshot(&self, path: impl AsRef<Path>) -> Result<usize>
+    where
+        V: Clone,
+    {
         let path = path.as_ref();
         let now = self.now_ticks();
-        // Collect shared handles shard by shard (one lock at a time), then encode unlocked.
-        type Collected<K, V> = (K, Arc<V>, Option<u64>, Vec<String>, u8, u8);
+        // Collect clones shard by shard (one lock at a time), then encode unlocked.
+        type Collected<K, V> = (K, V, Option<u64>, Vec<String>, u8, u8);
         let mut collected: Vec<Collected<K, V>> = Vec::new();
         for shard in self.inner.shards.iter() {
             lock(&shard.0).for_each_cold_first(now, |node, expires, freq, tags| {
@@ -127,7 +132,7 @@ where
                 .iter()
                 .map(|(key, value, ttl_ms, tags, queue, freq)| EntryOut {
                     key,
-                    value: value.as_ref(),
+                    value,
                     ttl_ms: *ttl_ms,
                     tags: tags.clone(),
                     queue: *queue,
@@ -170,7 +175,7 @@ where
             let tags: Vec<Arc<str>> = e.tags.iter().map(|t| Arc::from(t.as_str())).collect();
             let hash = self.hash(&e.key);
             let key = e.key.clone();
-            if !self.insert_raw(e.key, Arc::new(e.value), expires, &tags) {
+            if !self.insert_raw(e.key, e.value, expires, &tags) {
                 outcome.rejected += 1;
                 continue;
             }

@@ -1,22 +1,53 @@
 //! L1 statistics: exact per-shard counters summed on read, and their snapshot.
 
-use perf_core::metrics::{Counter, Gauge, HistogramSnapshot, MetricsSnapshot};
+use std::cell::Cell;
+
+use perf_core::metrics::{HistogramSnapshot, MetricsSnapshot};
 use serde::{Deserialize, Serialize};
 
-/// One shard's counters. They are perf-core [`Counter`]s and [`Gauge`]s updated under the
-/// shard's lock, so each is uncontended and every figure is exact.
+/// One figure of one shard. It is read and written only under the shard's lock (the shard
+/// owns it, and the cache reaches shards through their mutexes), so a plain cell is exact and
+/// a hit costs no atomic read-modify-write.
+#[derive(Debug, Default)]
+pub(crate) struct Tally(Cell<u64>);
+
+impl Tally {
+    /// Adds one.
+    #[inline]
+    pub(crate) fn inc(&self) {
+        self.add(1);
+    }
+
+    /// Adds `n`.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        self.0.set(self.0.get().wrapping_add(n));
+    }
+
+    /// Replaces the value (gauges: bytes and entries); a negative value reads as zero.
+    #[inline]
+    pub(crate) fn set(&self, value: i64) {
+        self.0.set(u64::try_from(value).unwrap_or(0));
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// One shard's counters and gauges, exact (see [`Tally`]).
 #[derive(Debug, Default)]
 pub(crate) struct ShardStats {
-    pub(crate) hits: Counter,
-    pub(crate) misses: Counter,
-    pub(crate) inserts: Counter,
-    pub(crate) updates: Counter,
-    pub(crate) evictions: Counter,
-    pub(crate) expirations: Counter,
-    pub(crate) rejections: Counter,
-    pub(crate) removals: Counter,
-    pub(crate) bytes: Gauge,
-    pub(crate) entries: Gauge,
+    pub(crate) hits: Tally,
+    pub(crate) misses: Tally,
+    pub(crate) inserts: Tally,
+    pub(crate) updates: Tally,
+    pub(crate) evictions: Tally,
+    pub(crate) expirations: Tally,
+    pub(crate) rejections: Tally,
+    pub(crate) removals: Tally,
+    pub(crate) bytes: Tally,
+    pub(crate) entries: Tally,
 }
 
 /// A copy of L1's statistics.
@@ -80,8 +111,8 @@ impl CacheStats {
         self.expirations += s.expirations.get();
         self.rejections += s.rejections.get();
         self.removals += s.removals.get();
-        self.bytes += s.bytes.get().max(0) as u64;
-        self.entries += s.entries.get().max(0) as u64;
+        self.bytes += s.bytes.get();
+        self.entries += s.entries.get();
     }
 
     /// These statistics and the get-latency histogram as a perf-core [`MetricsSnapshot`]

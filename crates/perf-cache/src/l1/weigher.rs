@@ -9,23 +9,22 @@ use super::shard::Node;
 /// of the frequency sketch (up to 4 B), of the ghost history (2 B), of TinyLFU's miniature
 /// simulations (up to 6 B), of the free-slot list (4 B) and, once any entry has a TTL, of the
 /// deadline column (8 B plus the slab's spare). [`entry_overhead`] adds the type-dependent
-/// part (the slot and the value's `Arc` allocation).
+/// part (the slot, which holds the key and the value inline).
 pub const ENTRY_OVERHEAD: u64 = 40;
 
 /// What the default weigher charges per entry beyond the heap data of its key and value: the
-/// entry's slot in the shard's slab (with the slab's up to 25 % spare capacity), the value's
-/// `Arc` allocation as the allocator rounds it, and [`ENTRY_OVERHEAD`].
+/// entry's slot in the shard's slab, which holds the key and the value inline (with the slab's
+/// up to 25 % spare capacity), and [`ENTRY_OVERHEAD`].
 ///
 /// ```
 /// use perf_cache::l1::{entry_overhead, ENTRY_OVERHEAD};
 ///
-/// // u64 -> u64: a 32-byte slot (+25 %), a 24-byte `Arc` allocation rounded to 32, 40 B more.
-/// assert_eq!(entry_overhead::<u64, u64>(), 40 + 32 + ENTRY_OVERHEAD);
+/// // u64 -> u64: a 32-byte slot (key, value, links, weight, policy bits), +25 %, 40 B more.
+/// assert_eq!(entry_overhead::<u64, u64>(), 40 + ENTRY_OVERHEAD);
 /// ```
 pub fn entry_overhead<K, V>() -> u64 {
     let slot = std::mem::size_of::<Option<Node<K, V>>>() as u64;
-    let arc = allocation_size(16 + std::mem::size_of::<V>() as u64);
-    slot + slot / 4 + arc + ENTRY_OVERHEAD
+    slot + slot / 4 + ENTRY_OVERHEAD
 }
 
 /// The bytes an allocation of `n` bytes occupies in a malloc-style allocator: 8 bytes of
@@ -41,12 +40,16 @@ pub(crate) fn allocation_size(n: u64) -> u64 {
 }
 
 /// The heap bytes behind a value of type `T` that encodes to `encoded` bytes: none for a small
-/// plain value whose encoding fits in the type itself (numbers, `bool`, `char`...), else one
-/// allocation of the encoded size (strings, byte vectors, and a conservative estimate for
-/// other types).
+/// plain value whose encoding fits in the type itself (numbers, `bool`, `char`...); for a
+/// pointer-sized owner (`Arc<T>`, `Box<T>`: serde encodes them as their pointee) the pointee's
+/// allocation, charged as an `Arc` of a 24-byte value (a `String`, a `Vec`) plus one allocation
+/// of the encoded size; else one allocation of the encoded size (strings, byte vectors, and a
+/// conservative estimate for other types).
 fn heap_size<T>(encoded: u64) -> u64 {
     let inline = std::mem::size_of::<T>() as u64;
-    if inline <= 8 && encoded <= inline {
+    if inline <= 8 && std::mem::needs_drop::<T>() {
+        allocation_size(16 + 24) + allocation_size(encoded)
+    } else if inline <= 8 && encoded <= inline {
         0
     } else {
         allocation_size(encoded)

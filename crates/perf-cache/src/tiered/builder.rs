@@ -28,7 +28,7 @@ use crate::tier::SharedTier;
 /// ```
 #[derive(Debug)]
 pub struct TieredCacheBuilder<V> {
-    l1: Option<Cache<Vec<u8>, V>>,
+    l1: Option<Cache<Vec<u8>, Arc<V>>>,
     l2: Option<SharedTier>,
     db: Option<SharedTier>,
     breaker: BreakerConfig,
@@ -116,8 +116,9 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
         Ok(self)
     }
 
-    /// The in-process L1.
-    pub fn l1(mut self, cache: Cache<Vec<u8>, V>) -> Self {
+    /// The in-process L1. It holds the values as `Arc<V>`, so an L1 hit hands out the shared
+    /// value without copying it (`Cache::new(bytes)` infers the type).
+    pub fn l1(mut self, cache: Cache<Vec<u8>, Arc<V>>) -> Self {
         self.l1 = Some(cache);
         self
     }

@@ -168,7 +168,8 @@ pub(crate) type NegativeCache =
     std::sync::Mutex<lru::LruCache<Vec<u8>, (std::time::Instant, Error)>>;
 
 pub(crate) struct Inner<V> {
-    pub(crate) l1: Option<Cache<Vec<u8>, V>>,
+    /// Values are shared: a hit clones the `Arc`, never the value.
+    pub(crate) l1: Option<Cache<Vec<u8>, Arc<V>>>,
     pub(crate) l2: Option<Level>,
     pub(crate) db: Option<Level>,
     pub(crate) clock: SharedClock,
@@ -246,8 +247,8 @@ impl<V: CacheValue> TieredCache<V> {
         super::TieredCacheBuilder::new()
     }
 
-    /// The L1 cache, if any.
-    pub fn l1(&self) -> Option<&Cache<Vec<u8>, V>> {
+    /// The L1 cache, if any. It holds `Arc<V>` values, so an L1 hit shares the value.
+    pub fn l1(&self) -> Option<&Cache<Vec<u8>, Arc<V>>> {
         self.inner.l1.as_ref()
     }
 
@@ -431,7 +432,7 @@ impl<V: CacheValue> TieredCache<V> {
             if let Some(ttl) = remaining {
                 opts = opts.ttl(ttl);
             }
-            if l1.insert_arc(key.to_vec(), value.clone(), &opts) {
+            if l1.insert_opts(key.to_vec(), value.clone(), &opts) {
                 if epochs.unchanged(key, seen) {
                     self.inner.l1_promotions.inc();
                 } else {
@@ -473,7 +474,7 @@ impl<V: CacheValue> TieredCache<V> {
             if let Some(ttl) = opts.ttl {
                 o = o.ttl(ttl);
             }
-            let stored = l1.insert_arc(key.to_vec(), value.clone(), &o);
+            let stored = l1.insert_opts(key.to_vec(), value.clone(), &o);
             if !stored {
                 // Too large for L1: make sure an older value does not stay behind.
                 l1.remove(key);
@@ -544,7 +545,7 @@ impl<V: CacheValue> TieredCache<V> {
             let key = key.as_ref();
             self.inner.epochs.bump_key(key);
             if let (Some(l1), Some(o)) = (self.l1_active(), &l1_opts) {
-                if !l1.insert_arc(key.to_vec(), value.clone(), o) {
+                if !l1.insert_opts(key.to_vec(), value.clone(), o) {
                     l1.remove(key);
                     all_in_l1 = false;
                 }
@@ -763,7 +764,7 @@ impl<V: CacheValue> TieredCache<V> {
     }
 
     /// L1, unless it is being bypassed while coherency is disconnected.
-    fn l1_active(&self) -> Option<&Cache<Vec<u8>, V>> {
+    fn l1_active(&self) -> Option<&Cache<Vec<u8>, Arc<V>>> {
         if self
             .inner
             .l1_bypass

@@ -34,7 +34,7 @@ fn any_byte_string_is_a_key() {
         assert!(cache.insert(k.clone(), i as u32));
     }
     for (i, k) in keys.iter().enumerate() {
-        assert_eq!(cache.get(k.as_slice()).as_deref(), Some(&(i as u32)));
+        assert_eq!(cache.get(k.as_slice()), Some(i as u32));
     }
     assert_eq!(cache.len(), keys.len());
 }
@@ -49,6 +49,37 @@ fn default_weigher_counts_key_value_and_overhead() {
     assert!(entry_overhead::<String, Vec<u8>>() > ENTRY_OVERHEAD);
     assert_eq!(cache.stats().bytes, expected);
     assert_eq!(cache.weighted_size(), expected);
+}
+
+#[test]
+fn values_are_inline_and_a_hit_is_a_clone() {
+    // A plain value lives in the slot: no allocation of its own is charged.
+    assert_eq!(
+        EncodedSize.weigh(&7u64, &9u64),
+        entry_overhead::<u64, u64>()
+    );
+    assert_eq!(entry_overhead::<u64, u64>(), 32 + 8 + ENTRY_OVERHEAD);
+    let cache: Cache<u64, String> = Cache::new(1 << 20);
+    cache.insert(1, "one".to_owned());
+    let mut got = cache.get(&1).unwrap();
+    got.push('!');
+    // The caller owns its copy; the cached value is unchanged.
+    assert_eq!(cache.get(&1).as_deref(), Some("one"));
+    assert_eq!(cache.remove(&1).as_deref(), Some("one"));
+    assert_eq!(cache.get(&1), None);
+}
+
+#[test]
+fn an_arc_value_is_shared_and_charged_its_allocation() {
+    let cache: Cache<String, Arc<Vec<u8>>> = Cache::builder().max_bytes(1 << 20).shards(1).build();
+    cache.insert("abc".into(), Arc::new(vec![1; 100]));
+    let (a, b) = (cache.get("abc").unwrap(), cache.peek("abc").unwrap());
+    assert!(Arc::ptr_eq(&a, &b));
+    // "abc": a 32-byte allocation; the `Arc` of a `Vec` (16 + 24 B): 48; the vector's 101
+    // encoded bytes: 112; and the slot, which holds the 8-byte pointer.
+    let expected = 32 + 48 + 112 + entry_overhead::<String, Arc<Vec<u8>>>();
+    assert_eq!(cache.stats().bytes, expected);
+    assert!(expected > EncodedSize.weigh(&"abc".to_owned(), &vec![1u8; 100]));
 }
 
 #[test]

@@ -46,7 +46,7 @@ fn round_trip_keeps_values_ttl_and_tags() {
         (restored.restored, restored.expired, restored.rejected),
         (3, 0, 0)
     );
-    assert_eq!(after.get("plain").as_deref().map(String::as_str), Some("p"));
+    assert_eq!(after.get("plain").as_deref(), Some("p"));
     assert_eq!(after.time_to_live("plain"), Some(None));
     // 100 s TTL, 10 s used before the snapshot, 30 s of downtime.
     assert_eq!(

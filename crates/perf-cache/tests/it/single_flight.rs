@@ -43,10 +43,10 @@ async fn sixty_four_callers_run_the_loader_once() {
     }
     release.notify_one();
     for t in tasks {
-        assert_eq!(*t.await.unwrap().unwrap(), "v");
+        assert_eq!(t.await.unwrap().unwrap(), "v");
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(cache.get("k").as_deref().map(String::as_str), Some("v"));
+    assert_eq!(cache.get("k").as_deref(), Some("v"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -91,7 +91,7 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
         .get_or_compute("k".to_owned(), || async { Ok::<_, std::io::Error>(5) })
         .await
         .unwrap();
-    assert_eq!(*v, 5);
+    assert_eq!(v, 5);
 }
 
 #[tokio::test]
@@ -118,7 +118,7 @@ async fn negative_caching_has_its_own_ttl() {
         .get_or_compute_with("k".into(), &opts, || async { Ok::<_, std::io::Error>(1) })
         .await
         .unwrap();
-    assert_eq!(*ok, 1);
+    assert_eq!(ok, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +159,7 @@ async fn a_cancelled_leader_hands_over_to_a_waiter() {
     leader.abort();
     assert!(leader.await.unwrap_err().is_cancelled());
     for w in waiters {
-        assert_eq!(*w.await.unwrap().unwrap(), 9);
+        assert_eq!(w.await.unwrap().unwrap(), 9);
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
@@ -213,7 +213,7 @@ async fn stale_while_revalidate_serves_old_value_and_refreshes_once() {
         }
     };
     assert_eq!(
-        *cache
+        cache
             .get_or_refresh("k".into(), &opts, loader(1))
             .await
             .unwrap(),
@@ -221,7 +221,7 @@ async fn stale_while_revalidate_serves_old_value_and_refreshes_once() {
     );
     clock.advance(Duration::from_secs(29));
     assert_eq!(
-        *cache
+        cache
             .get_or_refresh("k".into(), &opts, loader(2))
             .await
             .unwrap(),
@@ -231,7 +231,7 @@ async fn stale_while_revalidate_serves_old_value_and_refreshes_once() {
     clock.advance(Duration::from_secs(2));
     for _ in 0..10 {
         assert_eq!(
-            *cache
+            cache
                 .get_or_refresh("k".into(), &opts, loader(2))
                 .await
                 .unwrap(),
@@ -242,7 +242,7 @@ async fn stale_while_revalidate_serves_old_value_and_refreshes_once() {
         tokio::task::yield_now().await;
     }
     release.notify_one();
-    while cache.peek("k").as_deref() != Some(&2) {
+    while cache.peek("k") != Some(2) {
         tokio::task::yield_now().await;
     }
     assert_eq!(

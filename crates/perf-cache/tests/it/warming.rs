@@ -118,8 +118,8 @@ async fn cached_keys_are_skipped_and_counted() {
     assert_eq!((t.total, t.completed, t.skipped, t.errors), (30, 20, 10, 0));
     assert_eq!(calls.load(Ordering::SeqCst), 20);
     // Cached values were left alone; the others were loaded.
-    assert_eq!(*cache.get(key(3).as_slice()).unwrap(), 1003);
-    assert_eq!(*cache.get(key(29).as_slice()).unwrap(), 29);
+    assert_eq!(cache.get(key(3).as_slice()), Some(1003));
+    assert_eq!(cache.get(key(29).as_slice()), Some(29));
 }
 
 #[tokio::test]
@@ -255,8 +255,8 @@ async fn batch_loader_gets_only_missing_keys_and_failures_hit_its_batch() {
         .iter()
         .flatten()
         .all(|k| k.as_slice() != b"b1" && k.as_slice() != b"b12"));
-    assert_eq!(*cache.get(b"b3".as_slice()).unwrap(), 2);
-    assert_eq!(*cache.get(b"b1".as_slice()).unwrap(), 100);
+    assert_eq!(cache.get(b"b3".as_slice()), Some(2));
+    assert_eq!(cache.get(b"b1".as_slice()), Some(100));
     assert!(!cache.contains_key(b"b11".as_slice()));
 }
 
@@ -321,7 +321,7 @@ async fn zero_concurrency_is_a_typed_error() {
 
 #[tokio::test]
 async fn warms_a_tiered_cache() {
-    let tiered: TieredCache<u64> = TieredCache::builder().l1(l1()).build();
+    let tiered: TieredCache<u64> = TieredCache::builder().l1(Cache::new(16 << 20)).build();
     tiered
         .set(&key(0), 99, perf_cache::tiered::WriteOptions::new())
         .await;
@@ -391,7 +391,7 @@ async fn batch_warming_into_redis_is_pipelined_per_batch() {
     let tier =
         Arc::new(RedisTier::new(RedisTierConfig::new(&url).prefix(&prefix).batch(100)).unwrap());
     let tiered: TieredCache<u64> = TieredCache::builder()
-        .l1(l1())
+        .l1(Cache::new(16 << 20))
         .l2(tier.clone() as SharedTier)
         .build();
     // Two keys already cached in Redis only (another process warmed them).
@@ -479,7 +479,7 @@ async fn batch_warming_counts_a_failing_redis_level_per_key() {
     )
     .unwrap();
     let tiered: TieredCache<u64> = TieredCache::builder()
-        .l1(l1())
+        .l1(Cache::new(16 << 20))
         .l2(Arc::new(tier) as SharedTier)
         .build();
     let keys: Vec<Vec<u8>> = (0..10).map(key).collect();
