@@ -591,19 +591,16 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 break;
             }
             self.unlink(tail);
-            if self.second_chance(tail) {
-                // Used while in the window: promoted to the main space without a duel (the
-                // rule of S3-FIFO's small queue and of ARC's T1 → T2). Recency-heavy traces
-                // re-use such entries soon, and the sketch, which counts over ten cache
-                // sizes of requests, may not rate them above an old victim yet.
-                self.push_front(tail, PROBATION);
-                round.pushed += 1;
-                continue;
+            // An entry used while in the window joins the main space without a duel (the
+            // rule of S3-FIFO's small queue and of ARC's T1 → T2): recency-heavy traces re-use
+            // such entries soon, and the sketch, which counts over ten cache sizes of
+            // requests, may not rate them above an old victim yet. An unused one duels.
+            if !self.second_chance(tail) {
+                self.node_mut(tail).flags |= CANDIDATE;
+                round.candidates += 1;
             }
-            self.node_mut(tail).flags |= CANDIDATE;
             self.push_front(tail, PROBATION);
             round.pushed += 1;
-            round.candidates += 1;
         }
         round
     }
@@ -632,20 +629,20 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// TinyLFU admission: while over budget, the newest candidate duels the probation queue's
     /// least recent entry and the one the sketch says is less frequent is evicted. Candidates
     /// left when the shard is back within budget stay in probation.
+    ///
+    /// `candidate` walks the flagged entries from probation's head, `victim` the queue from
+    /// its tail; once no flagged entry is left, `candidate` is `NIL` and victims go without a
+    /// duel.
     fn evict_from_main(&mut self, mut round: Round) {
-        let mut candidates = round.candidates;
         let mut victim_queue = PROBATION;
         let mut victim = self.lists[PROBATION as usize].tail;
         let head = self.lists[PROBATION as usize].head;
-        let mut candidate = if candidates == 0 {
+        let mut candidate = if round.candidates == 0 {
             NIL
         } else {
             self.next_candidate(head, &mut round)
         };
         while self.over() {
-            if candidates == 0 {
-                candidate = NIL;
-            }
             if candidate == NIL && victim == NIL {
                 match victim_queue {
                     PROBATION => {
@@ -664,21 +661,18 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             if victim == NIL {
                 let evict = candidate;
                 candidate = self.next_candidate(self.node(evict).next, &mut round);
-                candidates = candidates.saturating_sub(1);
                 self.remove_idx(evict, Cause::Evicted);
                 continue;
             }
             if candidate == NIL || candidate == victim {
-                if candidate == victim {
-                    candidate = NIL;
-                    candidates = 0;
-                }
+                // No candidate left, or the two walks met (every flagged entry has had its
+                // turn): the victim goes without a duel.
+                candidate = NIL;
                 let evict = victim;
                 victim = self.node(evict).prev;
                 self.remove_idx(evict, Cause::Evicted);
                 continue;
             }
-            candidates -= 1;
             if self.admit(candidate, victim) {
                 let evict = victim;
                 victim = self.node(evict).prev;
@@ -1076,8 +1070,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
     /// Publishes the shard's size to its gauges (always within the budget: called after
     /// eviction).
     fn publish(&self) {
-        self.stats.bytes.set(self.weight as i64);
-        self.stats.entries.set(self.len as i64);
+        self.stats.bytes.set(self.weight);
+        self.stats.entries.set(self.len as u64);
     }
 
     /// Visits every live entry, queues in eviction order and coldest first within each, with

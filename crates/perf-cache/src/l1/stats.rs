@@ -24,10 +24,10 @@ impl Tally {
         self.0.set(self.0.get().wrapping_add(n));
     }
 
-    /// Replaces the value (gauges: bytes and entries); a negative value reads as zero.
+    /// Replaces the value (gauges: bytes and entries).
     #[inline]
-    pub(crate) fn set(&self, value: i64) {
-        self.0.set(u64::try_from(value).unwrap_or(0));
+    pub(crate) fn set(&self, value: u64) {
+        self.0.set(value);
     }
 
     pub(crate) fn get(&self) -> u64 {
