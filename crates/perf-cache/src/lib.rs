@@ -3,8 +3,9 @@
 //! in-process L1 and a shared L2.
 //!
 //! - [`l1`]: the in-process cache. Sharded for many tokio tasks on many threads; bounded by
-//!   bytes (default weigher: postcard-encoded size plus the measured per-entry overhead, or your
-//!   own [`Weigher`](l1::Weigher)) and optionally by entries; per-entry TTL on perf-core's clock;
+//!   bytes (default weigher [`MemorySize`](l1::MemorySize): the allocations a key and value
+//!   occupy plus the measured per-entry overhead, or your own [`Weigher`](l1::Weigher)) and
+//!   optionally by entries; per-entry TTL on perf-core's clock;
 //!   LRU, LFU, FIFO or the adaptive scan-resistant W-TinyLFU default; tags with O(tagged
 //!   entries) invalidation; exact statistics and a sampled latency histogram; single-flight
 //!   `get_or_compute` with negative caching and stale-while-revalidate; snapshot/restore.

@@ -11,7 +11,7 @@ use perf_core::metrics::LatencyHistogram;
 
 use super::hasher;
 use super::shard::Shard;
-use super::{Cache, EncodedSize, Inner, Padded, Policy, Weigher};
+use super::{Cache, Inner, MemorySize, Padded, Policy, Weigher};
 use crate::single_flight::SingleFlight;
 
 /// Bound on the negative cache of `get_or_compute` (recent loader failures), in entries.
@@ -70,7 +70,7 @@ impl From<&CacheConfig> for L1Config {
     }
 }
 
-/// Builds a [`Cache`]. `W` is the weigher type; [`EncodedSize`] until [`weigher`](Self::weigher)
+/// Builds a [`Cache`]. `W` is the weigher type; [`MemorySize`] until [`weigher`](Self::weigher)
 /// replaces it.
 ///
 /// ```
@@ -90,7 +90,7 @@ impl From<&CacheConfig> for L1Config {
 /// clock.advance(Duration::from_secs(31));
 /// assert!(cache.get(&1).is_none());
 /// ```
-pub struct CacheBuilder<K, V, W = EncodedSize> {
+pub struct CacheBuilder<K, V, W = MemorySize> {
     config: L1Config,
     shards: Option<usize>,
     clock: Option<SharedClock>,
@@ -109,14 +109,14 @@ impl<K, V, W> std::fmt::Debug for CacheBuilder<K, V, W> {
     }
 }
 
-impl<K, V> CacheBuilder<K, V, EncodedSize> {
+impl<K, V> CacheBuilder<K, V, MemorySize> {
     pub(crate) fn new() -> Self {
         Self {
             config: L1Config::default(),
             shards: None,
             clock: None,
             hash_seed: None,
-            weigher: EncodedSize,
+            weigher: MemorySize,
             _types: PhantomData,
         }
     }

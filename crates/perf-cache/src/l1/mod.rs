@@ -13,7 +13,7 @@
 //!   allocation of its own, and a hit is then a reference-count increment). Deadlines live in
 //!   a column of their own that exists only once an entry has a TTL (8 bytes per slot then).
 //!   Peers measured the same way: quick_cache 36 B, lru 52 B, moka 226 B.
-//! - **The byte bound is honest**: the default weigher charges what an entry really occupies
+//! - **The byte bound is honest**: the default weigher ([`MemorySize`]) charges what an entry really occupies
 //!   (allocations rounded as malloc rounds them, the slot, the bookkeeping:
 //!   [`entry_overhead`]), so resident memory stays within a few percent of the budget (the
 //!   `l1_memory` test measures the RSS of a child process filled far beyond a 128 MiB budget).
@@ -46,6 +46,7 @@ mod builder;
 mod compute;
 mod ghost;
 mod hasher;
+mod memory_size;
 mod policy;
 mod shard;
 mod sketch;
@@ -66,6 +67,7 @@ use perf_core::metrics::{HistogramSnapshot, LatencyHistogram, MetricsSnapshot};
 
 pub use builder::{CacheBuilder, L1Config};
 pub use compute::ComputeOptions;
+pub use memory_size::MemorySize;
 pub use policy::Policy;
 pub use snapshot::Restored;
 pub use stats::CacheStats;
@@ -243,7 +245,7 @@ where
     K: Hash + Eq + serde::Serialize + Send + Sync + 'static,
     V: serde::Serialize + Send + Sync + 'static,
 {
-    /// A cache of `max_bytes` with the default policy and weigher ([`EncodedSize`]).
+    /// A cache of `max_bytes` with the default policy and weigher ([`MemorySize`]).
     pub fn new(max_bytes: u64) -> Self {
         Self::builder().max_bytes(max_bytes).build()
     }
@@ -255,8 +257,8 @@ where
     V: Send + Sync + 'static,
 {
     /// A builder with production defaults: 256 MiB, [`Policy::TinyLfu`], no TTL, the
-    /// [`EncodedSize`] weigher, the system clock.
-    pub fn builder() -> CacheBuilder<K, V, EncodedSize> {
+    /// [`MemorySize`] weigher, the system clock.
+    pub fn builder() -> CacheBuilder<K, V, MemorySize> {
         CacheBuilder::new()
     }
 

@@ -84,15 +84,17 @@ where
     }
 }
 
-/// The default weigher: the memory an entry really occupies, so that the byte budget bounds
-/// resident memory, not only payload. A key or value that owns heap data (a `String`, a
-/// `Vec<u8>`...) is charged its postcard-encoded size rounded as a malloc-style allocator rounds
-/// it; a small plain one (a number) only its place in the slot; every entry pays
-/// [`entry_overhead`] on top.
+/// Charges an entry its postcard-encoded size: what it costs in L2, and a close estimate of
+/// the memory of byte strings, strings and vectors of bytes (one allocation of the encoded
+/// size, rounded as malloc rounds it). For other values it can be far too low, because
+/// postcard writes integers as varints: a `Vec<u64>` of small numbers encodes to one byte per
+/// element but occupies eight. [`MemorySize`](super::MemorySize), the default weigher,
+/// charges such values what they occupy.
 ///
-/// The encoded size is what the value costs in L2 and a close estimate of its heap size for
-/// byte strings, strings and vectors of bytes. It is computed by serializing into a counter,
-/// without allocating. A value that cannot be serialized weighs `u64::MAX` and is rejected.
+/// A key or value that owns heap data is charged its encoded size rounded as a malloc-style
+/// allocator rounds it; a small plain one (a number) only its place in the slot; every entry
+/// pays [`entry_overhead`] on top. The size is computed by serializing into a counter, without
+/// allocating. A value that cannot be serialized weighs `u64::MAX` and is rejected.
 ///
 /// ```
 /// use perf_cache::l1::{entry_overhead, EncodedSize, Weigher};

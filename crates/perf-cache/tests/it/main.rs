@@ -7,6 +7,7 @@ mod cached_macro;
 mod l1;
 mod l1_memory;
 mod l1_snapshot;
+mod memory_size;
 mod single_flight;
 mod warming;
 
