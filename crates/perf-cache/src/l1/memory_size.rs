@@ -23,14 +23,23 @@ use super::weigher::{allocation_size, entry_overhead, Weigher};
 /// costs only its place in the slot. Every entry pays [`entry_overhead`] on top.
 ///
 /// The walk sees what serde sees, so it is an estimate where types serialize differently from
-/// how they are laid out: a `Box<str>` or `Arc<str>` is charged as a `String` behind a pointer
-/// (some 48 bytes too many); a `HashSet` as a `Vec` of its elements (without the hash table's
-/// spare buckets and control bytes, so up to about half too little); a `BTreeMap` as a hash
-/// map; a `Box` or `Arc` inside another value as what it points to (its own allocation
-/// unseen); and a type with a custom `Serialize` by what it writes. An `Arc<T>` or `Box<T>`
-/// value itself is recognised: `T` shows more inline bytes than the pointer has. A value that
-/// cannot be serialized weighs `u64::MAX` and is rejected. For exact control pass your own
-/// [`Weigher`].
+/// how they are laid out:
+/// - a map is charged the larger of a hash table's and a B-tree's layout (serde shows both the
+///   same way): up to about twice what it holds, never less;
+/// - a `HashSet` is charged as a `Vec` of its elements, without the hash table's spare buckets
+///   and control bytes: up to about half too little;
+/// - an untagged enum's elements are charged at the width of what each holds, not the enum's:
+///   an array of numbers in a `serde_json::Value` counts 8 bytes per element where memory holds
+///   32 (its objects, as B-tree maps, are charged more than they hold, which usually makes up
+///   for it in whole documents);
+/// - a `Box<str>` or `Arc<str>` is charged as a `String` behind a pointer (some 48 bytes too
+///   many), and a `Box` or `Arc` inside another value as what it points to (its own allocation
+///   unseen);
+/// - a type with a custom `Serialize` is charged by what it writes.
+///
+/// An `Arc<T>` or `Box<T>` value itself is recognised: a pointer-sized value that shows more
+/// inline bytes than it has. A value that cannot be serialized weighs `u64::MAX` and is
+/// rejected. For exact control pass your own [`Weigher`].
 ///
 /// ```
 /// use perf_cache::l1::{entry_overhead, MemorySize, Weigher};
@@ -117,14 +126,16 @@ impl ser::Error for Unmeasurable {
 
 /// The heap bytes behind a value of type `T`: what its fields own, plus the pointee's
 /// allocation when `T` is a pointer to what serde showed (`Arc<T>` and `Box<T>` serialize as
-/// their pointee, so a pointee larger than `T` itself gives them away). An `Arc` adds two
-/// 8-byte counts; a `Box` is charged the same, 16 bytes too many. `None` when `value` cannot
-/// be serialized.
+/// their pointee, so a pointer-sized `T` showing more bytes than it has gives them away). An
+/// `Arc` adds two 8-byte counts; a `Box` is charged the same, 16 bytes too many. `None` when
+/// `value` cannot be serialized.
 fn heap_size<T: Serialize>(value: &T) -> Option<u64> {
     let mut heap = 0;
     let footprint = value.serialize(Walker { heap: &mut heap }).ok()?;
     let inline = std::mem::size_of::<T>() as u64;
-    let pointee = if std::mem::needs_drop::<T>() && footprint.size > inline {
+    // Only a pointer-sized `T` (a thin or fat pointer) is taken for one: a `BTreeMap` shows the
+    // footprint of a map, which may exceed its own size without pointing anywhere.
+    let pointee = if std::mem::needs_drop::<T>() && inline <= 16 && footprint.size > inline {
         allocation_size(16 + footprint.size)
     } else {
         0
@@ -144,7 +155,7 @@ struct Seq<'a> {
     count: u64,
 }
 
-/// Map entries: a hash table of key-value slots.
+/// Map entries: key-value slots in a hash table or a B-tree.
 struct Map<'a> {
     heap: &'a mut u64,
     key: Footprint,
@@ -180,16 +191,38 @@ impl<'a> Walker<'a> {
     }
 }
 
-/// The hashbrown buckets for `len` entries (7/8 load, powers of two, at least 4).
-fn buckets(len: u64) -> u64 {
-    if len == 0 {
-        0
-    } else if len < 4 {
-        4
-    } else if len < 8 {
-        8
-    } else {
-        (len * 8 / 7).next_power_of_two()
+/// The bytes of a map of `len` entries of `entry` bytes each. Serde shows a `HashMap` and a
+/// `BTreeMap` the same way, so this is the larger of the two layouts: a small B-tree is one
+/// 11-entry node however few entries it holds, a hash table's buckets grow by powers of two.
+fn map_bytes(len: u64, entry: u64) -> u64 {
+    hash_table_bytes(len, entry).max(btree_bytes(len, entry))
+}
+
+/// hashbrown: buckets at a 7/8 load, powers of two, at least 4; one allocation of the buckets,
+/// a control byte per bucket and a group's worth more.
+fn hash_table_bytes(len: u64, entry: u64) -> u64 {
+    let buckets = match len {
+        0 => return 0,
+        1..=3 => 4,
+        4..=7 => 8,
+        _ => (len * 8 / 7).next_power_of_two(),
+    };
+    allocation_size(buckets * entry + buckets + 16)
+}
+
+/// The standard B-tree: nodes of 11 entries (plus parent link, index and length; internal
+/// nodes also 12 edges), leaves taken as about three quarters full.
+fn btree_bytes(len: u64, entry: u64) -> u64 {
+    const CAPACITY: u64 = 11;
+    let leaf = allocation_size(CAPACITY * entry + 16);
+    match len {
+        0 => 0,
+        1..=CAPACITY => leaf,
+        _ => {
+            let leaves = len.div_ceil(8);
+            let internal = leaves.div_ceil(8);
+            leaves * leaf + internal * allocation_size(CAPACITY * entry + 16 + 12 * 8)
+        }
     }
 }
 
@@ -430,11 +463,7 @@ impl ser::SerializeMap for Map<'_> {
     }
 
     fn end(self) -> Result<Footprint, Unmeasurable> {
-        // One allocation: the buckets, a control byte per bucket and a group's worth more.
-        let buckets = buckets(self.count);
-        if buckets > 0 {
-            *self.heap += allocation_size(buckets * self.entry + buckets + 16);
-        }
+        *self.heap += map_bytes(self.count, self.entry);
         Ok(Footprint::MAP)
     }
 }
