@@ -37,6 +37,10 @@ use super::weigher::{allocation_size, entry_overhead, Weigher};
 ///   unseen);
 /// - a type with a custom `Serialize` is charged by what it writes.
 ///
+/// Weighing walks the value once per insert. A string and a `Vec` of numbers (`Vec<u8>`
+/// included) cost the same whatever their length; other sequences and maps about 1.6 ns per
+/// element.
+///
 /// An `Arc<T>` or `Box<T>` value itself is recognised: a pointer-sized value that shows more
 /// inline bytes than it has. A value that cannot be serialized weighs `u64::MAX` and is
 /// rejected. For exact control pass your own [`Weigher`].
@@ -82,8 +86,15 @@ impl Footprint {
 
     /// The distance between two such values in an array.
     fn stride(self) -> u64 {
-        self.size.next_multiple_of(self.align.max(1))
+        round_up(self.size, self.align)
     }
+}
+
+/// `size` rounded up to `align`, a power of two (every alignment here is one): a mask, not a
+/// division, because a sequence's elements are each rounded.
+fn round_up(size: u64, align: u64) -> u64 {
+    let mask = align.max(1) - 1;
+    (size + mask) & !mask
 }
 
 /// Fields laid out one after another, padded to the widest alignment (Rust reorders fields to
@@ -102,7 +113,7 @@ impl Fields {
 
     fn footprint(&self) -> Footprint {
         let align = self.align.max(1);
-        Footprint::new(self.size.next_multiple_of(align), align)
+        Footprint::new(round_up(self.size, align), align)
     }
 }
 
@@ -226,9 +237,24 @@ fn btree_bytes(len: u64, entry: u64) -> u64 {
     }
 }
 
+/// The width of `T` when it is a number, `bool` or `char`, or a reference to one (what a
+/// `Vec`'s iterator yields), going by its type name.
+fn primitive_width<T: ?Sized>() -> Option<u64> {
+    let name = std::any::type_name::<T>();
+    Some(match name.strip_prefix('&').unwrap_or(name) {
+        "u8" | "i8" | "bool" => 1,
+        "u16" | "i16" => 2,
+        "u32" | "i32" | "f32" | "char" => 4,
+        "u64" | "i64" | "f64" => 8,
+        "u128" | "i128" => 16,
+        _ => return None,
+    })
+}
+
 macro_rules! primitive {
     ($($method:ident: $ty:ty => $size:expr),* $(,)?) => {
-        $(fn $method(self, _v: $ty) -> Result<Footprint, Unmeasurable> {
+        $(#[inline]
+        fn $method(self, _v: $ty) -> Result<Footprint, Unmeasurable> {
             Ok(Footprint::new($size, $size))
         })*
     };
@@ -325,6 +351,28 @@ impl<'a> ser::Serializer for Walker<'a> {
         ser::SerializeTupleVariant::end(variant)
     }
 
+    /// A `Vec` of numbers (`Vec<u8>` above all) is one allocation of its length times their
+    /// width, without visiting each element (1.6 ns each: 1.7 ms for a 1 MiB `Vec<u8>`). The
+    /// element type is recognised by name; a name this does not know only takes the walk.
+    fn collect_seq<I>(self, iter: I) -> Result<Footprint, Unmeasurable>
+    where
+        I: IntoIterator,
+        I::Item: Serialize,
+    {
+        let iter = iter.into_iter();
+        if let (Some(width), (low, Some(high))) = (primitive_width::<I::Item>(), iter.size_hint()) {
+            if low == high {
+                *self.heap += allocation_size(width * low as u64);
+                return Ok(Footprint::OWNER);
+            }
+        }
+        let mut seq = self.serialize_seq(None)?;
+        for item in iter {
+            ser::SerializeSeq::serialize_element(&mut seq, &item)?;
+        }
+        ser::SerializeSeq::end(seq)
+    }
+
     fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, Unmeasurable> {
         Ok(Seq {
             heap: self.heap,
@@ -391,6 +439,7 @@ impl ser::SerializeSeq for Seq<'_> {
     type Ok = Footprint;
     type Error = Unmeasurable;
 
+    #[inline]
     fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Unmeasurable> {
         let element = value.serialize(Walker { heap: self.heap })?;
         self.stride = self.stride.max(element.stride());
@@ -465,5 +514,43 @@ impl ser::SerializeMap for Map<'_> {
     fn end(self) -> Result<Footprint, Unmeasurable> {
         *self.heap += map_bytes(self.count, self.entry);
         Ok(Footprint::MAP)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Serializes as a sequence whose length the iterator does not know: the element walk.
+    struct Unsized<'a, T>(&'a [T]);
+
+    impl<T: Serialize> Serialize for Unsized<'_, T> {
+        fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.iter().filter(|_| true))
+        }
+    }
+
+    #[test]
+    fn numbers_are_recognised_by_name() {
+        assert_eq!(primitive_width::<&u8>(), Some(1));
+        assert_eq!(primitive_width::<u64>(), Some(8));
+        assert_eq!(primitive_width::<&char>(), Some(4));
+        assert_eq!(primitive_width::<&String>(), None);
+        assert_eq!(primitive_width::<&Option<u8>>(), None);
+    }
+
+    #[test]
+    fn the_fast_path_for_numbers_agrees_with_the_walk() {
+        let bytes = vec![3u8; 1000];
+        let longs = vec![3u64; 1000];
+        assert_eq!(heap_size(&bytes), heap_size(&Unsized(&bytes)));
+        assert_eq!(heap_size(&longs), heap_size(&Unsized(&longs)));
+        assert_eq!(heap_size(&longs), Some(allocation_size(8000)));
+        // Strings take the walk either way: each is an allocation of its own.
+        let strings = vec!["abc".to_owned(); 10];
+        assert_eq!(
+            heap_size(&strings),
+            Some(allocation_size(240) + 10 * allocation_size(3))
+        );
     }
 }
