@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use perf_cache::l1::{Cache, Policy, Unit};
+use perf_cache::l1::{entry_overhead, Cache, EncodedSize, MemorySize, Policy, Unit, Weigher};
 
 use perf_testkit::XorShift as Rng;
 
@@ -594,6 +594,62 @@ pub(crate) fn throughput(bench: &mut Bench) {
             );
         }
     }
+}
+
+// ----- weighers -----
+
+/// The heap bytes `MemorySize` and `EncodedSize` charge for `value` (the entry's fixed part
+/// taken off), next to what building it allocated, and the time each takes to weigh it.
+fn weigher_rows<V: serde::Serialize>(bench: &mut Bench, what: &str, make: impl Fn() -> V) {
+    let (allocated, value) = live_bytes_of(&make);
+    let fixed = entry_overhead::<(), V>();
+    let memory = MemorySize.weigh(&(), &value) - fixed;
+    let encoded = EncodedSize.weigh(&(), &value) - fixed;
+    for (name, charged) in [("MemorySize (default)", memory), ("EncodedSize", encoded)] {
+        bench.record(
+            Row::new(format!("charge for {what}"), "B", true)
+                .subject(name, charged as f64)
+                .peer("bytes allocated (counting allocator)", allocated as f64)
+                .note("1.00 is exact; below 1 the byte budget undercounts and resident memory outgrows it; above 1 malloc's rounding (8 B header, 16 B steps, 32 B minimum) or an assumed layout"),
+        );
+    }
+    bench.compare_ns(
+        format!("weigh {what}"),
+        "MemorySize (default)",
+        |iters| {
+            for _ in 0..iters {
+                black_box(MemorySize.weigh(&(), black_box(&value)));
+            }
+        },
+        "EncodedSize",
+        |iters| {
+            for _ in 0..iters {
+                black_box(EncodedSize.weigh(&(), black_box(&value)));
+            }
+        },
+    );
+}
+
+/// The default weigher's charge against real allocations, and its cost, next to the
+/// postcard-encoded size.
+pub(crate) fn weighers(bench: &mut Bench) {
+    weigher_rows(bench, "a Vec<u64> of 1000 small numbers", || {
+        vec![7u64; 1000]
+    });
+    weigher_rows(bench, "a 64 KiB Vec<u8>", || vec![7u8; 64 << 10]);
+    weigher_rows(bench, "a Vec<String> of 100 short strings", || {
+        (0..100).map(|i| format!("item {i}")).collect::<Vec<_>>()
+    });
+    let json = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,
+        "model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant",
+        "content":"Paris is the capital of France. It has been since the 10th century."},
+        "finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":17,
+        "total_tokens":31}}"#;
+    weigher_rows(
+        bench,
+        "a chat-completion response (serde_json::Value)",
+        || serde_json::from_str::<serde_json::Value>(json).unwrap_or_default(),
+    );
 }
 
 // ----- memory -----

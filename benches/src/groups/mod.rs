@@ -124,6 +124,11 @@ pub fn groups() -> Vec<Group> {
             cache::memory,
         ),
         Group::new(
+            "cache_weigher",
+            "perf-cache weighers: bytes charged vs allocated, and ns per weigh, MemorySize vs EncodedSize",
+            cache::weighers,
+        ),
+        Group::new(
             "cache_redis",
             "perf-cache Redis L2 pipelined get/set ops/s vs redis-benchmark on the same server, 1 and 50 clients",
             cache_redis::l2_vs_redis_benchmark,
