@@ -13,10 +13,12 @@
 //!   allocation of its own, and a hit is then a reference-count increment). Deadlines live in
 //!   a column of their own that exists only once an entry has a TTL (8 bytes per slot then).
 //!   Peers measured the same way: quick_cache 36 B, lru 52 B, moka 226 B.
-//! - **The byte bound is honest**: the default weigher ([`MemorySize`]) charges what an entry really occupies
-//!   (allocations rounded as malloc rounds them, the slot, the bookkeeping:
-//!   [`entry_overhead`]), so resident memory stays within a few percent of the budget (the
-//!   `l1_memory` test measures the RSS of a child process filled far beyond a 128 MiB budget).
+//! - **The byte bound is honest**: the default weigher ([`MemorySize`]) charges what an entry
+//!   really occupies (its allocations, rebuilt from a serde walk and rounded as malloc rounds
+//!   them, the slot, the bookkeeping: [`entry_overhead`]), so resident memory stays within a
+//!   few percent of the budget (the `l1_memory` tests measure the RSS of a child process
+//!   filled far beyond a 128 MiB budget with byte strings, and with structured rows). What
+//!   serde cannot show, spare capacity above all, is listed on [`MemorySize`].
 //! - **Gets** take one shard mutex (no global lock) and clone the value under it (no
 //!   allocation for plain values and `Arc`s; a `String` value is copied); one get in
 //!   [`LATENCY_SAMPLE_EVERY`] is timed into the latency histogram. A TinyLFU hit in the

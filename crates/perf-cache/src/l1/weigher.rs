@@ -33,7 +33,7 @@ pub(crate) fn allocation_size(n: u64) -> u64 {
     if n == 0 {
         0
     } else if n >= 128 << 10 {
-        (n + 8).div_ceil(4096) * 4096
+        n.saturating_add(8).div_ceil(4096).saturating_mul(4096)
     } else {
         ((n + 8 + 15) & !15).max(32)
     }
@@ -92,8 +92,9 @@ where
 /// charges such values what they occupy.
 ///
 /// A key or value that owns heap data is charged its encoded size rounded as a malloc-style
-/// allocator rounds it; a small plain one (a number) only its place in the slot; every entry
-/// pays [`entry_overhead`] on top. The size is computed by serializing into a counter, without
+/// allocator rounds it; a plain one of up to 8 bytes whose encoding fits in it (a small
+/// number) only its place in the slot (a larger one, such as `u64::MAX` or a `u128`, is
+/// charged a 32-byte allocation it does not have); every entry pays [`entry_overhead`] on top. The size is computed by serializing into a counter, without
 /// allocating. A value that cannot be serialized weighs `u64::MAX` and is rejected.
 ///
 /// ```

@@ -4,7 +4,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, LinkedList};
 use std::sync::Arc;
 
 use perf_cache::l1::{entry_overhead, Cache, EncodedSize, MemorySize, Weigher};
@@ -93,6 +93,13 @@ struct Record {
     children: Vec<Child>,
 }
 
+/// A field whose `None` serde shows as nothing, though it occupies 72 bytes.
+#[derive(Debug, Clone, Serialize)]
+struct Wide {
+    id: u64,
+    block: Option<[u64; 8]>,
+}
+
 #[derive(Debug, Serialize)]
 enum Child {
     Leaf(u16),
@@ -159,18 +166,82 @@ fn memory_size_charges_what_values_really_allocate() {
         },
         2.0,
     );
+    // Built from a sorted iterator a B-tree's leaves are full; built by ascending inserts they
+    // are about half full, the layout charged.
     for n in [1, 11, 200] {
         assert_charged(
-            &format!("BTreeMap of {n}"),
+            &format!("BTreeMap of {n}, collected"),
             || {
                 (0..n)
                     .map(|i| (i, u64::from(i)))
                     .collect::<BTreeMap<u32, u64>>()
             },
+            2.5,
+        );
+    }
+    assert_charged(
+        "BTreeMap of 1792, ascending inserts",
+        || {
+            let mut map = BTreeMap::new();
+            for i in 0..1792u64 {
+                map.insert(i, i);
+            }
+            map
+        },
+        2.5,
+    );
+    assert_charged(
+        "HashSet<u64> of 1000",
+        || (0..1000u64).collect::<HashSet<u64>>(),
+        2.0,
+    );
+    assert_charged(
+        "BTreeSet<u64> of 1000, ascending inserts",
+        || {
+            let mut set = BTreeSet::new();
+            for i in 0..1000u64 {
+                set.insert(i);
+            }
+            set
+        },
+        2.5,
+    );
+    assert_charged(
+        "LinkedList<u8> of 100",
+        || (0..100u8).collect::<LinkedList<u8>>(),
+        1.0,
+    );
+    // Elements whose type is wider than what serde shows of them.
+    assert_charged(
+        "Vec<Option<String>> of None",
+        || vec![None::<String>; 1000],
+        1.0,
+    );
+    assert_charged(
+        "Vec<Wide> with None fields",
+        || vec![Wide { id: 1, block: None }; 100],
+        1.0,
+    );
+    assert_charged("Arc<u64>", || Arc::new(7u64), 1.0);
+    assert_charged("Box<u64>", || Box::new(7u64), 1.0);
+    // JSON: objects are B-trees of eleven slots per node, values 32-byte `Value`s.
+    // (Four array elements: serde_json grows a Vec to 4, then 8; spare capacity is not seen.)
+    for text in [r#"{"a":1,"b":2}"#, r#"[null,true,2.5,"x"]"#] {
+        assert_charged(
+            text,
+            || serde_json::from_str::<serde_json::Value>(text).unwrap(),
             2.0,
         );
     }
-    // A parsed JSON response: small objects are B-tree nodes of eleven slots each.
+    assert_charged(
+        "JSON array of 1000 small objects",
+        || {
+            let text = format!("[{}]", vec![r#"{"k":1}"#; 1000].join(","));
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()
+        },
+        2.0,
+    );
+    // A parsed chat-completion response.
     let json = r#"{"id":"chatcmpl-1","object":"chat.completion","created":1700000000,
         "choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help?"},
         "finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":12},
@@ -233,4 +304,35 @@ fn a_value_that_cannot_be_serialized_weighs_the_maximum() {
         "an unmeasurable value is rejected"
     );
     assert_eq!(cache.len(), 0);
+}
+
+/// Claims sequences of `usize::MAX` numbers (without holding them).
+#[derive(Clone)]
+struct Absurd;
+
+impl Serialize for Absurd {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = serializer.serialize_tuple(2)?;
+        t.serialize_element(&Many)?;
+        t.serialize_element(&Many)?;
+        t.end()
+    }
+}
+
+struct Many;
+
+impl Serialize for Many {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(std::iter::repeat_n(0u64, usize::MAX))
+    }
+}
+
+#[test]
+fn absurd_sizes_saturate_instead_of_overflowing() {
+    // Debug builds check arithmetic: an overflow anywhere in the walk would panic here.
+    let weight = MemorySize.weigh(&1u64, &Absurd);
+    assert!(weight > u64::MAX / 2, "{weight}");
+    let cache: Cache<u64, Absurd> = Cache::new(1 << 20);
+    assert!(!cache.insert(1, Absurd));
 }
