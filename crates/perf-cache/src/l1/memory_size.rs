@@ -153,9 +153,8 @@ impl ser::Error for Unmeasurable {
 
 /// The heap bytes behind a value of type `T`: what its fields own, plus the pointee's
 /// allocation when `T` is a pointer to what serde showed (`Arc<T>` and `Box<T>` serialize as
-/// their pointee, so a pointer-sized `T` showing more bytes than it has gives them away). An
-/// `Arc` adds two 8-byte counts; a `Box` is charged the same, 16 bytes too many. `None` when
-/// `value` cannot be serialized.
+/// their pointee: see the rule below). An `Arc` adds two 8-byte counts; a `Box` is charged the
+/// same, 16 bytes too many. `None` when `value` cannot be serialized.
 fn heap_size<T: Serialize>(value: &T) -> Option<u64> {
     let mut heap = 0;
     let footprint = value.serialize(Walker { heap: &mut heap }).ok()?;
@@ -175,6 +174,11 @@ fn heap_size<T: Serialize>(value: &T) -> Option<u64> {
 /// Walks a value, adding the allocations it owns to `heap`, and returns its inline layout.
 struct Walker<'a> {
     heap: &'a mut u64,
+}
+
+/// Adds `bytes` to a walk's heap count (saturating: a `Serialize` may claim any length).
+fn charge(heap: &mut u64, bytes: u64) {
+    *heap = heap.saturating_add(bytes);
 }
 
 /// Sequence elements, kept in the layout of the collection that serialized them.
@@ -248,8 +252,18 @@ struct Inline<'a> {
 impl<'a> Walker<'a> {
     /// A `String` or `Vec<u8>` of `len` bytes.
     fn owned_bytes(self, len: usize) -> Result<Footprint, Unmeasurable> {
-        *self.heap = self.heap.saturating_add(allocation_size(len as u64));
+        charge(self.heap, allocation_size(len as u64));
         Ok(Footprint::OWNER)
+    }
+
+    /// A sequence kept in `layout`, its elements at least `stride` bytes apart.
+    fn seq(self, layout: SeqLayout, stride: u64) -> Seq<'a> {
+        Seq {
+            heap: self.heap,
+            layout,
+            stride,
+            count: 0,
+        }
     }
 
     fn inline(self) -> Inline<'a> {
@@ -448,17 +462,11 @@ impl<'a> ser::Serializer for Walker<'a> {
         let iter = iter.into_iter();
         if let (Some(width), (low, Some(high))) = (primitive_width::<I::Item>(), iter.size_hint()) {
             if low == high {
-                let bytes = layout.bytes(low as u64, width);
-                *self.heap = self.heap.saturating_add(bytes);
+                charge(self.heap, layout.bytes(low as u64, width));
                 return Ok(Footprint::OWNER);
             }
         }
-        let mut seq = Seq {
-            heap: self.heap,
-            layout,
-            stride: element_floor::<I::Item>(),
-            count: 0,
-        };
+        let mut seq = self.seq(layout, element_floor::<I::Item>());
         for item in iter {
             ser::SerializeSeq::serialize_element(&mut seq, &item)?;
         }
@@ -480,12 +488,7 @@ impl<'a> ser::Serializer for Walker<'a> {
     }
 
     fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, Unmeasurable> {
-        Ok(Seq {
-            heap: self.heap,
-            layout: SeqLayout::Buffer,
-            stride: 0,
-            count: 0,
-        })
+        Ok(self.seq(SeqLayout::Buffer, 0))
     }
 
     fn serialize_tuple(self, _len: usize) -> Result<Inline<'a>, Unmeasurable> {
@@ -557,8 +560,7 @@ impl ser::SerializeSeq for Seq<'_> {
     }
 
     fn end(self) -> Result<Footprint, Unmeasurable> {
-        let bytes = self.layout.bytes(self.count, self.stride);
-        *self.heap = self.heap.saturating_add(bytes);
+        charge(self.heap, self.layout.bytes(self.count, self.stride));
         Ok(Footprint::OWNER)
     }
 }
@@ -620,8 +622,7 @@ impl ser::SerializeMap for Map<'_> {
     }
 
     fn end(self) -> Result<Footprint, Unmeasurable> {
-        let bytes = map_bytes(self.count, self.keys, self.values);
-        *self.heap = self.heap.saturating_add(bytes);
+        charge(self.heap, map_bytes(self.count, self.keys, self.values));
         Ok(Footprint::MAP)
     }
 }
