@@ -4,10 +4,10 @@
 //! # Costs
 //!
 //! - **Memory per entry** beyond key and value, measured by the `cache_memory` benchmark
-//!   (counting global allocator, 1M `u64 -> u64` entries, 8 shards): about 37 bytes — a
+//!   (counting global allocator, 1M `u64 -> u64` entries, 8 shards): about 38 bytes — a
 //!   32-byte slot holding key and value inline plus two `u32` links, weight and policy bits
 //!   (16 bytes of overhead; a one-byte niche keeps `Option` of the slot at 32 bytes), up to
-//!   25 % of spare slab capacity, 5–11 bytes of hash index, 2 bytes of frequency sketch, about
+//!   25 % of spare slab capacity, 5–11 bytes of hash index, 4 bytes of frequency sketch, about
 //!   2 bytes of ghost history and, with [`Policy::TinyLfu`], about 5 bytes of miniature
 //!   simulations. Values are not boxed: a large value should be stored as an `Arc<T>` (an
 //!   allocation of its own, and a hit is then a reference-count increment). Deadlines live in

@@ -146,11 +146,8 @@ const HYSTERESIS: f64 = 0.05;
 /// ...and by at least this many hits. While the counts are small, 5 % of them is less than
 /// their noise (32 is about two standard deviations of a few hundred hits): the first period
 /// of the LIRS loop @ 512 switched on a lead of 10 hits to 0. Over hash seeds 1–8 the floor
-/// raised P3 @ 20000 from 11.28–11.55 % hits to 11.60–12.02, and the loop's two worst seeds
-/// from 47.1–47.5 to 47.9–48.0. Those two stay low: their 1 % simulation really gets no hits
-/// in the loop's first pass, and the 5 % hysteresis then keeps the shard from returning to it,
-/// although its lead afterwards is 3.5 %. Once the counts exceed 640 the hysteresis is the
-/// larger bar, so later decisions are unchanged.
+/// raised P3 @ 20000 from 11.28–11.55 % hits to 11.60–12.02. Once the counts exceed 640 the
+/// hysteresis is the larger bar, so later decisions are unchanged.
 const MIN_LEAD: f64 = 32.0;
 /// Sampled requests between decisions: the simulations' capacity divided by this. Every
 /// quarter capacity rather than every half: the first decisions come sooner after the shard
@@ -922,8 +919,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
         self.push_front(idx, 0);
         if let Some(tiny) = self.tiny.as_mut() {
-            if self.len > tiny.sketch.width() && tiny.sketch.width() < tiny.sketch_limit {
-                tiny.sketch = FrequencySketch::new(tiny.sketch.width() * 2);
+            if self.len > tiny.sketch.entries() && tiny.sketch.entries() < tiny.sketch_limit {
+                tiny.sketch = tiny.sketch.grown();
             }
         }
         self.stats.inserts.inc();
@@ -1236,6 +1233,31 @@ mod tests {
         let hot = (0..80).filter(|&k| contains(&shard, k)).count();
         assert!(hot >= 75, "only {hot} of 80 hot keys stayed");
         assert!(shard.weight() <= 100);
+    }
+
+    #[test]
+    fn the_sketch_keeps_its_counts_when_it_grows() {
+        // The sketch starts sized for 1024 entries and grows as the shard fills past that.
+        let mut shard: Shard<u64, ()> = Shard::new(
+            Policy::TinyLfu,
+            4096,
+            usize::MAX,
+            crate::l1::hasher::seeded(7),
+        );
+        for _ in 0..6 {
+            for key in 0..50 {
+                access(&mut shard, key);
+            }
+        }
+        for key in 1_000..3_000 {
+            access(&mut shard, key);
+        }
+        let entries = shard.tiny.as_ref().map_or(0, |t| t.sketch.entries());
+        assert!(entries >= 2048, "the sketch grew to {entries} entries");
+        for key in 0..50 {
+            let seen = shard.frequency(shard.hasher.hash_one(key));
+            assert!(seen >= 6, "key {key} read six times is estimated at {seen}");
+        }
     }
 
     #[test]

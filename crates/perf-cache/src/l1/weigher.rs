@@ -6,7 +6,7 @@ use super::shard::Node;
 
 /// Bytes of bookkeeping every stored entry costs whatever its types: its share of the hash
 /// index (4-byte slot plus control byte at hashbrown's worst load after growth, about 12 B),
-/// of the frequency sketch (up to 4 B), of the ghost history (2 B), of TinyLFU's miniature
+/// of the frequency sketch (up to 8 B), of the ghost history (2 B), of TinyLFU's miniature
 /// simulations (up to 6 B), of the free-slot list (4 B) and, once any entry has a TTL, of the
 /// deadline column (8 B plus the slab's spare). [`entry_overhead`] adds the type-dependent
 /// part (the slot, which holds the key and the value inline).
