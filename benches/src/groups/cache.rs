@@ -6,6 +6,7 @@
 //! - `cache_hit_ratio_synthetic`: Zipf 0.8 / 0.99, Zipf with scans, loops at 0.1 / 1 / 10 % of
 //!   the key space, next to Bélády's OPT computed on the same sequence;
 //! - `cache_throughput`: get/insert ns/op at 1 and 2 threads, Zipf(0.99) keys, 90 % reads;
+//!   per-operation percentiles are in `cache_latency` (its own module);
 //! - `cache_memory`: heap bytes per entry beyond key and value at 1M entries, counted by this
 //!   binary's global allocator (which counts only while a measurement is running).
 

@@ -7,6 +7,7 @@ mod batch_child;
 mod batch_distributed;
 mod batch_memory;
 mod cache;
+mod cache_latency;
 mod cache_redis;
 mod cache_warming;
 mod core;
@@ -117,6 +118,11 @@ pub fn groups() -> Vec<Group> {
             "cache_throughput",
             "perf-cache L1 vs moka, quick_cache, Mutex<lru>: Zipf(0.99), 90 % reads, 1 and 2 threads",
             cache::throughput,
+        ),
+        Group::new(
+            "cache_latency",
+            "perf-cache L1 vs moka, quick_cache, Mutex<lru>: per-operation p50 / p99 / p99.9 / max, fill from empty and read-through churn",
+            cache_latency::latency,
         ),
         Group::new(
             "cache_memory",
