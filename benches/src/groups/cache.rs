@@ -86,7 +86,7 @@ fn live_bytes_of<T>(build: impl FnOnce() -> T) -> (i64, T) {
 // ----- traces -----
 
 /// The README's reference figures: (trace, capacity, [LRU, ARC, LIRS, W-TinyLFU, S3-FIFO, SIEVE, OPT]).
-const REFERENCE: &[(&str, u64, [f64; 7])] = &[
+pub(super) const REFERENCE: &[(&str, u64, [f64; 7])] = &[
     (
         "OLTP",
         512,
@@ -125,7 +125,7 @@ const REFERENCE: &[(&str, u64, [f64; 7])] = &[
         [11.21, 21.31, 50.72, 50.51, 44.34, 31.34, 53.15],
     ),
 ];
-const REFERENCE_POLICIES: [&str; 7] = [
+pub(super) const REFERENCE_POLICIES: [&str; 7] = [
     "LRU",
     "ARC",
     "LIRS",
@@ -135,7 +135,7 @@ const REFERENCE_POLICIES: [&str; 7] = [
     "OPT",
 ];
 
-fn trace_file(trace: &str) -> &'static str {
+pub(super) fn trace_file(trace: &str) -> &'static str {
     match trace {
         "OLTP" => "OLTP.lis.zst",
         "P3" => "P3.lis.zst",
@@ -146,7 +146,7 @@ fn trace_file(trace: &str) -> &'static str {
 }
 
 /// `../shared/traces` relative to the workspace root, or `/work/shared/traces`.
-fn trace_dir() -> Option<PathBuf> {
+pub(super) fn trace_dir() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     [
         root.join("../shared/traces"),
@@ -158,7 +158,7 @@ fn trace_dir() -> Option<PathBuf> {
 
 /// Reads a trace, expanding ARC lines (`start count _ _`) into `count` block requests, up to
 /// `limit` requests.
-fn load_trace(path: &PathBuf, limit: usize) -> std::io::Result<Vec<u64>> {
+pub(super) fn load_trace(path: &PathBuf, limit: usize) -> std::io::Result<Vec<u64>> {
     let file = std::fs::File::open(path)?;
     let reader = BufReader::new(zstd::Decoder::new(file)?);
     let arc = path.to_string_lossy().ends_with(".lis.zst");
@@ -199,18 +199,23 @@ fn hit_pct(trace: &[u64], mut access: impl FnMut(u64) -> bool) -> f64 {
 /// moved P3 @ 160000 by up to ±2 points; a fixed seed makes each figure reproducible.
 const HIT_RATIO_SEED: u64 = 1;
 
-fn ours(policy: Policy, capacity: u64, shards: usize) -> Cache<u64, ()> {
+fn ours(policy: Policy, capacity: u64, seed: u64) -> Cache<u64, ()> {
     Cache::builder()
         .max_bytes(capacity)
         .weigher(Unit)
-        .shards(shards)
+        .shards(1)
         .policy(policy)
-        .hash_seed(HIT_RATIO_SEED)
+        .hash_seed(seed)
         .build()
 }
 
 fn ratio_ours(trace: &[u64], policy: Policy, capacity: u64) -> f64 {
-    let c = ours(policy, capacity, 1);
+    ratio_ours_seeded(trace, policy, capacity, HIT_RATIO_SEED)
+}
+
+/// Hit % of perf-cache (one shard, unit weights) built with hash seed `seed`.
+pub(super) fn ratio_ours_seeded(trace: &[u64], policy: Policy, capacity: u64, seed: u64) -> f64 {
+    let c = ours(policy, capacity, seed);
     hit_pct(trace, |k| {
         let hit = c.get(&k).is_some();
         if !hit {
@@ -220,7 +225,7 @@ fn ratio_ours(trace: &[u64], policy: Policy, capacity: u64) -> f64 {
     })
 }
 
-fn ratio_moka(trace: &[u64], capacity: u64) -> f64 {
+pub(super) fn ratio_moka(trace: &[u64], capacity: u64) -> f64 {
     let c: moka::sync::Cache<u64, ()> = moka::sync::Cache::new(capacity);
     hit_pct(trace, |k| {
         let hit = c.get(&k).is_some();
@@ -231,7 +236,7 @@ fn ratio_moka(trace: &[u64], capacity: u64) -> f64 {
     })
 }
 
-fn ratio_quick(trace: &[u64], capacity: u64) -> f64 {
+pub(super) fn ratio_quick(trace: &[u64], capacity: u64) -> f64 {
     let mut c: quick_cache::unsync::Cache<u64, ()> =
         quick_cache::unsync::Cache::new(capacity as usize);
     hit_pct(trace, |k| {
@@ -419,7 +424,7 @@ fn trace_rows(bench: &mut Bench, traces: &[&str]) {
 
 /// Zipf(`s`) over `n` keys by inverse CDF; keys are scrambled so that popularity does not
 /// follow key order.
-fn zipf(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
+pub(super) fn zipf(n: u64, s: f64, len: usize, seed: u64) -> Vec<u64> {
     let mut cdf = Vec::with_capacity(n as usize);
     let mut total = 0.0;
     for rank in 1..=n {

@@ -9,6 +9,7 @@ mod batch_memory;
 mod cache;
 mod cache_latency;
 mod cache_redis;
+mod cache_seeds;
 mod cache_warming;
 mod core;
 mod cost;
@@ -113,6 +114,11 @@ pub fn groups() -> Vec<Group> {
             "cache_hit_ratio_synthetic",
             "perf-cache L1 hit % vs moka, quick_cache, lru and OPT on Zipf, Zipf+scans and loops",
             cache::hit_ratio_synthetic,
+        ),
+        Group::new(
+            "cache_seed_sensitivity",
+            "perf-cache L1 hit % over hash seeds 1-8 on the goal rows: the worst seed against the goal",
+            cache_seeds::hit_ratio_seeds,
         ),
         Group::new(
             "cache_throughput",
