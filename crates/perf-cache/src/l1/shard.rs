@@ -920,7 +920,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.push_front(idx, 0);
         if let Some(tiny) = self.tiny.as_mut() {
             if self.len > tiny.sketch.entries() && tiny.sketch.entries() < tiny.sketch_limit {
-                tiny.sketch = tiny.sketch.grown();
+                tiny.sketch.grow();
             }
         }
         self.stats.inserts.inc();

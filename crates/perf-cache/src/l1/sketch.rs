@@ -9,11 +9,15 @@
 /// counter, four rows: `2 × width` bytes, 4–8 bytes per entry.
 /// Counters per row for each entry the sketch is sized for. Caffeine uses one; two halve the
 /// collisions that make a key seen once look like one seen two or three times, and such a
-/// candidate beats a victim seen once and evicts it. Together with [`FrequencySketch::grown`]
+/// candidate beats a victim seen once and evicts it. Together with [`FrequencySketch::grow`]
 /// this took the LIRS loop @ 512 from 47.9–49.7 % hits to 49.96–50.04 over hash seeds 1–8,
 /// Zipf 0.8 @ 1000 from 31.5 to 31.75 and ARC's OLTP @ 512 from 33.5 to 33.9. Four counters
 /// per entry did worse on the loop (48.0–49.3).
 pub(crate) const COUNTERS_PER_ENTRY: usize = 2;
+
+/// The largest width (counters per row): 2^26, a 128 MiB table, enough for 2^25 entries in one
+/// shard.
+const MAX_WIDTH: usize = 1 << 26;
 
 #[derive(Debug)]
 pub(crate) struct FrequencySketch {
@@ -30,7 +34,7 @@ impl FrequencySketch {
     pub(crate) fn new(entries: usize) -> Self {
         let width = entries
             .saturating_mul(COUNTERS_PER_ENTRY)
-            .clamp(32, 1 << 26)
+            .clamp(32, MAX_WIDTH)
             .next_power_of_two();
         // width × 4 counters, 16 per word, 8 words per block.
         let words = width * 4 / 16;
@@ -48,25 +52,23 @@ impl FrequencySketch {
         self.width / COUNTERS_PER_ENTRY
     }
 
-    /// This sketch at twice the size, every estimate kept. A key's block index is its hash
-    /// masked by the block count, and its counters sit at offsets within the block that do not
-    /// depend on that count; doubling the blocks adds one bit to the mask, so the key's block
-    /// in the new table is its old block or the one `old blocks` further on, and a table made
-    /// of two copies of the old one gives every key exactly its old counters. (A fresh table
-    /// would forget every count at the moment a shard first fills, which is when admission
-    /// starts to depend on them: on the LIRS loop @ 512 it let a few hundred one-time
-    /// newcomers evict the keys the loop comes back to.)
-    pub(crate) fn grown(&self) -> Self {
-        let mut table = Vec::with_capacity(self.table.len() * 2);
-        table.extend_from_slice(&self.table);
-        table.extend_from_slice(&self.table);
-        Self {
-            block_mask: table.len() / 8 - 1,
-            table,
-            width: self.width * 2,
-            additions: self.additions * 2,
-            sample_size: self.sample_size * 2,
+    /// Doubles the sketch, every estimate kept; at its largest size it stays as it is. A key's
+    /// block index is its hash masked by the block count, and its counters sit at offsets
+    /// within the block that do not depend on that count; doubling the blocks adds one bit to
+    /// the mask, so the key's block in the new table is its old block or the one `old blocks`
+    /// further on, and a table made of two copies of the old one gives every key exactly its
+    /// old counters. (A fresh table would forget every count at the moment a shard first fills,
+    /// which is when admission starts to depend on them: on the LIRS loop @ 512 it let a few
+    /// hundred one-time newcomers evict the keys the loop comes back to.)
+    pub(crate) fn grow(&mut self) {
+        if self.width >= MAX_WIDTH {
+            return;
         }
+        self.table.extend_from_within(..);
+        self.width *= 2;
+        self.block_mask = self.table.len() / 8 - 1;
+        self.additions *= 2;
+        self.sample_size *= 2;
     }
 
     /// The word and bit shift of `hash`'s counter in each row.
@@ -150,10 +152,11 @@ mod tests {
             .map(|k| s.frequency(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
             .collect();
         assert!(before.iter().any(|&f| f >= 5));
-        let grown = s.grown();
-        assert_eq!(grown.entries(), 2 * s.entries());
+        let entries = s.entries();
+        s.grow();
+        assert_eq!(s.entries(), 2 * entries);
         let after: Vec<u8> = (0..400u64)
-            .map(|k| grown.frequency(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .map(|k| s.frequency(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
             .collect();
         assert_eq!(before, after);
     }
@@ -164,12 +167,13 @@ mod tests {
         for key in 0..8 {
             s.increment(key);
         }
-        let g = s.grown();
+        let (sample_size, additions) = (s.sample_size, s.additions);
+        assert_eq!(sample_size, 10 * 32);
+        s.grow();
         // Twice the entries: twice the increments before the halving, and the ones already
         // counted are as far along that period as before.
-        assert_eq!(g.sample_size, 2 * s.sample_size);
-        assert_eq!(g.additions, 2 * s.additions);
-        assert_eq!(s.sample_size, 10 * 32);
+        assert_eq!(s.sample_size, 2 * sample_size);
+        assert_eq!(s.additions, 2 * additions);
     }
 
     #[test]
