@@ -5,8 +5,11 @@
 //! the keys the miniature simulations sample, and some rows are sensitive to that. This group
 //! runs the default policy with seeds 1 to 8 (1 to 4 with `--quick`) on the goal rows and
 //! records the worst seed against the goal: within 1 point of the best of the README's
-//! policies, moka and quick_cache (peers measured in the same run, once each). A ratio below
-//! 1.00 means at least one seed misses the goal; the note lists every seed's figure.
+//! policies, moka and quick_cache (peers measured in the same run; moka's figure moves from run
+//! to run, so where it comes within half a point of the others it is the median of three runs,
+//! except with `--quick`). A ratio below 1.00 means at
+//! least one seed misses the goal, but the ratio has two decimals: the note's "GOAL MISSED"
+//! verdict is what counts. The note also lists every seed's figure.
 
 use std::collections::HashMap;
 
@@ -20,6 +23,9 @@ use crate::harness::{Bench, Row};
 
 /// Runs `seeds` on `threads` threads; returns the hit % of each seed, in seed order.
 fn over_seeds(trace: &[u64], capacity: u64, seeds: &[u64]) -> Vec<f64> {
+    if seeds.is_empty() {
+        return Vec::new();
+    }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let per_thread = seeds.len().div_ceil(threads);
     std::thread::scope(|s| {
@@ -55,8 +61,15 @@ fn record(
 ) {
     let figures = over_seeds(sequence, capacity, seeds);
     let worst = figures.iter().copied().fold(f64::INFINITY, f64::min);
-    let moka = ratio_moka(sequence, capacity);
     let quick = ratio_quick(sequence, capacity);
+    let others = published.map_or(quick, |(value, _)| value.max(quick));
+    // moka seeds itself, so its figure moves from run to run; where it may set the goal, the
+    // full run takes the median of three.
+    let mut moka_runs = vec![ratio_moka(sequence, capacity)];
+    if !bench.quick() && moka_runs[0] + 0.5 >= others {
+        moka_runs.extend((0..2).map(|_| ratio_moka(sequence, capacity)));
+    }
+    let moka = crate::harness::median(&moka_runs);
     let mut best = ("moka".to_owned(), moka);
     if quick > best.1 {
         best = ("quick_cache".to_owned(), quick);

@@ -1,5 +1,18 @@
 //! A count-min sketch of 4-bit counters with periodic halving: TinyLFU's frequency estimate.
 
+/// Counters per row for each entry the sketch is sized for. Caffeine's sketch has one 64-bit
+/// word per entry, four counters per row in these units; one was too few (collisions make a key
+/// seen once look like one seen two or three times, and such a candidate beats a victim seen
+/// once and evicts it), and four did worse than two on the LIRS loop @ 512 (48.0–49.3 % hits
+/// over hash seeds 1–8). Two, together with [`FrequencySketch::grow`], took that loop from
+/// 47.9–49.7 to 49.96–50.04, Zipf 0.8 @ 1000 from 31.5 to 31.75 and ARC's OLTP @ 512 from 33.5
+/// to 33.9.
+pub(crate) const COUNTERS_PER_ENTRY: usize = 2;
+
+/// The largest width (counters per row): 2^26, a 128 MiB table, enough for 2^25 entries in one
+/// shard.
+const MAX_WIDTH: usize = 1 << 26;
+
 /// Four 4-bit counters per key, all in one 64-byte block (one cache line), so counting a key
 /// costs one memory access rather than four (Caffeine's block layout).
 ///
@@ -7,18 +20,6 @@
 /// (rounded up to a power of two). After `10 × entries` increments every counter is halved, so
 /// the estimate follows recent popularity (TinyLFU's "reset"). Memory: half a byte per
 /// counter, four rows: `2 × width` bytes, 4–8 bytes per entry.
-/// Counters per row for each entry the sketch is sized for. Caffeine uses one; two halve the
-/// collisions that make a key seen once look like one seen two or three times, and such a
-/// candidate beats a victim seen once and evicts it. Together with [`FrequencySketch::grow`]
-/// this took the LIRS loop @ 512 from 47.9–49.7 % hits to 49.96–50.04 over hash seeds 1–8,
-/// Zipf 0.8 @ 1000 from 31.5 to 31.75 and ARC's OLTP @ 512 from 33.5 to 33.9. Four counters
-/// per entry did worse on the loop (48.0–49.3).
-pub(crate) const COUNTERS_PER_ENTRY: usize = 2;
-
-/// The largest width (counters per row): 2^26, a 128 MiB table, enough for 2^25 entries in one
-/// shard.
-const MAX_WIDTH: usize = 1 << 26;
-
 #[derive(Debug)]
 pub(crate) struct FrequencySketch {
     table: Vec<u64>,
@@ -159,6 +160,33 @@ mod tests {
             .map(|k| s.frequency(k.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
             .collect();
         assert_eq!(before, after);
+        assert_eq!(s.block_mask, s.table.len() / 8 - 1);
+        // The new bit is used: keys that shared a block before now count apart. Counting the
+        // keys of the lower half again leaves every key of the upper half where it was.
+        let block = |s: &FrequencySketch, hash: u64| s.slots(hash)[0].0 / 8;
+        let half = s.table.len() / 16;
+        let hashes: Vec<u64> = (0..400u64)
+            .map(|k| k.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+            .collect();
+        let lower: Vec<u64> = hashes
+            .iter()
+            .copied()
+            .filter(|&h| block(&s, h) < half)
+            .collect();
+        // Stay short of the next halving, which would move every counter.
+        let room = (s.sample_size - s.additions).saturating_sub(1) as usize;
+        assert!(room >= 20 && !lower.is_empty());
+        for h in lower.into_iter().take(room) {
+            s.increment(h);
+        }
+        let upper: Vec<(u8, u8)> = hashes
+            .iter()
+            .zip(&after)
+            .filter(|&(&h, _)| block(&s, h) >= half)
+            .map(|(&h, &old)| (s.frequency(h), old))
+            .collect();
+        assert!(upper.len() > 100, "{} keys in the upper half", upper.len());
+        assert!(upper.iter().all(|&(now, old)| now == old));
     }
 
     #[test]
