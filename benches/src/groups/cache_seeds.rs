@@ -7,17 +7,17 @@
 //! records the worst seed against the goal: within 1 point of the best of the README's
 //! policies, moka and quick_cache (peers measured in the same run; moka's figure moves from run
 //! to run, so where it comes within half a point of the others it is the median of three runs,
-//! except with `--quick`). A ratio below 1.00 means at
-//! least one seed misses the goal, but the ratio has two decimals: the note's "GOAL MISSED"
-//! verdict is what counts. The note also lists every seed's figure.
+//! except with `--quick`). A ratio below 1.00 means at least one seed misses the goal, but the
+//! ratio has two decimals: the note's "GOAL MISSED" verdict is what counts. The note also
+//! lists every seed's figure.
 
 use std::collections::HashMap;
 
 use perf_cache::l1::Policy;
 
 use super::cache::{
-    load_trace, ratio_moka, ratio_ours_seeded, ratio_quick, trace_dir, trace_file, zipf, REFERENCE,
-    REFERENCE_POLICIES,
+    best_published, load_trace, ratio_moka, ratio_ours_seeded, ratio_quick, trace_dir, trace_file,
+    zipf, REFERENCE,
 };
 use crate::harness::{Bench, Row};
 
@@ -57,7 +57,7 @@ fn record(
     sequence: &[u64],
     capacity: u64,
     seeds: &[u64],
-    published: Option<(f64, &str)>,
+    published: Option<(f64, &'static str)>,
 ) {
     let figures = over_seeds(sequence, capacity, seeds);
     let worst = figures.iter().copied().fold(f64::INFINITY, f64::min);
@@ -139,22 +139,9 @@ pub(crate) fn hit_ratio_seeds(bench: &mut Bench) {
                         None,
                     )
                 } else {
-                    // The best of the six policies (OPT, the seventh, is the ceiling).
-                    let best = reference
-                        .iter()
-                        .zip(REFERENCE_POLICIES)
-                        .take(6)
-                        .filter(|(value, _)| value.is_finite())
-                        .fold(
-                            None,
-                            |best: Option<(f64, &str)>, (&value, policy)| match best {
-                                Some((top, _)) if top >= value => best,
-                                _ => Some((value, policy)),
-                            },
-                        );
                     (
                         format!("{trace} @ {capacity}, {} requests", requests.len()),
-                        best,
+                        Some(best_published(&reference)),
                     )
                 };
                 record(bench, &workload, requests, capacity, &seeds, published);
