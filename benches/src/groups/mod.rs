@@ -121,6 +121,11 @@ pub fn groups() -> Vec<Group> {
             cache_seeds::hit_ratio_seeds,
         ),
         Group::new(
+            "cache_seed_sensitivity_p12",
+            "perf-cache L1 hit % over hash seeds 1-8 on the P12 goal rows: the worst seed against the goal",
+            cache_seeds::hit_ratio_seeds_p12,
+        ),
+        Group::new(
             "cache_throughput",
             "perf-cache L1 vs moka, quick_cache, Mutex<lru>: Zipf(0.99), 90 % reads, 1 and 2 threads",
             cache::throughput,
