@@ -104,6 +104,8 @@ struct TinyLfu {
     shape: Shape,
     minis: Option<Box<Minis>>,
     ghost: Ghost,
+    /// The shard has evicted at least once.
+    filled: bool,
 }
 
 /// How a TinyLFU shard splits its budget: the window's share of the whole, and the protected
@@ -130,7 +132,12 @@ const SHAPES: [Shape; 5] = [
     shape(0.5, 0.6),
     shape(0.9, 0.8),
 ];
-const INITIAL_SHAPE: usize = 0;
+/// The shape a shard starts with, and goes back to when the half window does not prove
+/// itself (see [`Minis`]): the 1 % window.
+const SMALL_WINDOW: usize = 0;
+/// The shape a shard whose simulations sample at the lowest rate (one key in
+/// 2^[`MAX_SAMPLE_SHIFT`], shards of 16384 entries and more) starts with: the half window.
+const HALF_WINDOW: usize = 3;
 /// A shard of up to this many entries is simulated unsampled: a sampled simulation of a small
 /// cache quantizes small windows too coarsely (1 % of 256 entries is two) and misranked them
 /// on loops (LIRS loop @ 512: 47.7 % hits instead of 49.5 %).
@@ -177,12 +184,35 @@ const MIN_ADAPTIVE_ENTRIES: u64 = 64;
 /// adopts the shape of the simulation with the most (exponentially decayed) hits. Unlike hill
 /// climbing on the live hit rate, workload phases affect every candidate equally, so they do
 /// not push the window the wrong way. Cost: one sampled get in 2^shift runs five small gets.
+///
+/// **Nothing before the shard fills.** Until the shard first evicts, every shape holds the
+/// same keys, so the simulations' leads say nothing about it: they are sized to the live
+/// entries of the last decision and run a smaller cache than the shard will be. The shard
+/// changes shape only once it has filled.
+///
+/// **The hedge.** The two directions of a switch do not cost the same. Going from the half
+/// window to the 1 % one loses nothing: the window's entries move to probation and duel
+/// there. Going the other way loses every newcomer the 1 % window's admission turned away
+/// before the switch. And evidence is slow where sampling is sparse: on P3 @ 160000 (one key
+/// in 64) the simulations separate some 35,000 requests after the shard fills, and by then
+/// the 1 % window has turned away the newcomers the trace is about to re-read. So a shard
+/// sampled at the lowest rate starts at the half window and keeps it for one period after
+/// it fills; it then stays only if the half window is the best simulation and leads the 1 %
+/// window by [`MIN_LEAD`], and takes the 1 % window otherwise. The regular rule (lead,
+/// hysteresis) applies from then on, and within that period too.
 struct Minis {
     shift: u32,
     caches: Vec<Shard<u64, ()>>,
     hits: [f64; SHAPES.len()],
     current: usize,
+    /// Sampled gets in the current period.
     sampled: u64,
+    /// Sampled gets since the start.
+    total: u64,
+    /// `total` when the shard first evicted.
+    filled_at: Option<u64>,
+    /// Started at the half window and has not yet been judged (see above).
+    hedging: bool,
 }
 
 impl Minis {
@@ -203,18 +233,22 @@ impl Minis {
             .iter()
             .map(|&shape| Shard::new_fixed(shape, capacity, hasher.clone()))
             .collect();
+        let hedging = shift == MAX_SAMPLE_SHIFT;
         Some(Box::new(Self {
             shift,
             caches,
             hits: [0.0; SHAPES.len()],
-            current: INITIAL_SHAPE,
+            current: if hedging { HALF_WINDOW } else { SMALL_WINDOW },
             sampled: 0,
+            total: 0,
+            filled_at: None,
+            hedging,
         }))
     }
 
     /// Feeds a get of `hash` to the simulations if it is sampled; returns a new shape when
-    /// the period ends and another candidate leads.
-    fn observe(&mut self, hash: u64, live_entries: usize) -> Option<Shape> {
+    /// the period ends and another candidate leads. `filled`: the shard has evicted.
+    fn observe(&mut self, hash: u64, live_entries: usize, filled: bool) -> Option<Shape> {
         // Bits 40.. are independent of the shard choice and of the index's bucket bits.
         if (hash >> 40) & ((1 << self.shift) - 1) != 0 {
             return None;
@@ -230,6 +264,10 @@ impl Minis {
             }
         }
         self.sampled += 1;
+        self.total += 1;
+        if filled && self.filled_at.is_none() {
+            self.filled_at = Some(self.total);
+        }
         let capacity = self.caches[0].max_weight;
         if self.sampled * PERIOD_DIVISOR < capacity {
             return None;
@@ -249,9 +287,19 @@ impl Minis {
         for h in &mut self.hits {
             *h *= DECAY;
         }
+        let filled_at = self.filled_at?;
+        if self.hedging && (self.total - filled_at) * PERIOD_DIVISOR >= capacity {
+            self.hedging = false;
+            let lead = self.hits[HALF_WINDOW] - self.hits[SMALL_WINDOW];
+            if !(best == HALF_WINDOW && lead >= MIN_LEAD) {
+                self.current = SMALL_WINDOW;
+                return Some(SHAPES[SMALL_WINDOW]);
+            }
+        }
         let lead = self.hits[best] - self.hits[self.current];
         if best != self.current && lead >= MIN_LEAD && lead > HYSTERESIS * self.hits[self.current] {
             self.current = best;
+            self.hedging = false;
             return Some(SHAPES[best]);
         }
         None
@@ -271,6 +319,7 @@ impl TinyLfu {
             shape,
             minis,
             ghost: Ghost::new(limit.min(1024)),
+            filled: false,
         };
         t.set_shape(shape, max_weight);
         t
@@ -327,12 +376,8 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         let tiny = matches!(policy, Policy::TinyLfu).then(|| {
             let limit = max_weight.min(max_len as u64);
             let minis = Minis::new(limit, &hasher);
-            Box::new(TinyLfu::new(
-                max_weight,
-                max_len,
-                SHAPES[INITIAL_SHAPE],
-                minis,
-            ))
+            let start = minis.as_ref().map_or(SMALL_WINDOW, |m| m.current);
+            Box::new(TinyLfu::new(max_weight, max_len, SHAPES[start], minis))
         });
         Self {
             table: HashTable::new(),
@@ -577,6 +622,11 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 }
             }
             Policy::TinyLfu => {
+                if self.over() {
+                    if let Some(tiny) = self.tiny.as_mut() {
+                        tiny.filled = true;
+                    }
+                }
                 let round = self.evict_from_window();
                 self.evict_from_main(round);
                 self.demote_protected();
@@ -751,8 +801,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         };
         if let Some(tiny) = self.tiny.as_mut() {
             tiny.sketch.increment(hash);
-            let len = self.len;
-            if let Some(shape) = tiny.minis.as_mut().and_then(|m| m.observe(hash, len)) {
+            let (len, filled) = (self.len, tiny.filled);
+            if let Some(shape) = tiny
+                .minis
+                .as_mut()
+                .and_then(|m| m.observe(hash, len, filled))
+            {
                 tiny.set_shape(shape, self.max_weight);
             }
         }
@@ -1184,7 +1238,7 @@ mod tests {
         minis.hits = hits;
         // 512 entries are simulated unsampled, with a decision every 128 gets.
         minis.sampled = 127;
-        minis.observe(hasher.hash_one(u64::MAX), 512)
+        minis.observe(hasher.hash_one(u64::MAX), 512, true)
     }
 
     #[test]
@@ -1195,6 +1249,122 @@ mod tests {
         // Large counts: the 5 % hysteresis is the bar.
         assert_eq!(decide([1000.0, 1040.0, 0.0, 0.0, 0.0]), None);
         assert_eq!(decide([1000.0, 1060.0, 0.0, 0.0, 0.0]), Some(SHAPES[1]));
+    }
+
+    #[test]
+    fn nothing_switches_the_shape_before_the_shard_fills() {
+        let hasher = crate::l1::hasher::seeded(7);
+        let Some(mut minis) = Minis::new(512, &hasher) else {
+            panic!("a 512-entry shard adapts");
+        };
+        let key = hasher.hash_one(u64::MAX);
+        minis.hits = [0.0, 1000.0, 0.0, 0.0, 0.0];
+        minis.sampled = 127;
+        assert_eq!(minis.observe(key, 512, false), None, "not filled yet");
+        minis.sampled = 127;
+        assert_eq!(minis.observe(key, 512, true), Some(SHAPES[1]));
+    }
+
+    /// A shard of 2^20 entries (simulations sampled one key in 64, 1024 entries each) that
+    /// filled a period ago, at the end of a period with `hits` so far; what it decides.
+    fn judge_the_hedge(hits: [f64; SHAPES.len()]) -> (Option<Shape>, Box<Minis>) {
+        let hasher = crate::l1::hasher::seeded(7);
+        let Some(mut minis) = Minis::new(1 << 20, &hasher) else {
+            panic!("a large shard adapts");
+        };
+        assert_eq!(SHAPES[HALF_WINDOW].window, 0.5);
+        assert_eq!(
+            minis.current, HALF_WINDOW,
+            "a large shard starts at the half window"
+        );
+        assert!(minis.hedging);
+        minis.hits = hits;
+        minis.filled_at = Some(0);
+        minis.total = 1000;
+        minis.sampled = 255;
+        // Bits 40..46 clear: sampled at one key in 64.
+        let decision = minis.observe(12_345, 1 << 20, true);
+        (decision, minis)
+    }
+
+    #[test]
+    fn the_half_window_stays_only_if_it_proves_itself_a_period_after_the_fill() {
+        // The half window leads everything and the 1 % window by 40 hits: it stays, and from
+        // now on only the regular rule moves the shard.
+        let (decision, mut minis) = judge_the_hedge([100.0, 100.0, 100.0, 140.0, 100.0]);
+        assert_eq!(decision, None);
+        assert!(!minis.hedging);
+        minis.hits = [140.0, 100.0, 100.0, 139.0, 100.0];
+        minis.sampled = 255;
+        assert_eq!(
+            minis.observe(12_345, 1 << 20, true),
+            None,
+            "1 hit is no lead"
+        );
+        // Best by a lead within the noise: back to the 1 % window.
+        let (decision, _) = judge_the_hedge([100.0, 100.0, 100.0, 120.0, 100.0]);
+        assert_eq!(decision, Some(SHAPES[SMALL_WINDOW]));
+        // Not the best: back to the 1 % window, without the hysteresis (3 % here).
+        let (decision, minis) = judge_the_hedge([1030.0, 100.0, 100.0, 1000.0, 100.0]);
+        assert_eq!(decision, Some(SHAPES[SMALL_WINDOW]));
+        assert_eq!(minis.current, SMALL_WINDOW);
+        // A shard sampled at a higher rate does not hedge.
+        let hasher = crate::l1::hasher::seeded(7);
+        let small = Minis::new(8_000, &hasher).map(|m| (m.current, m.hedging));
+        assert_eq!(small, Some((SMALL_WINDOW, false)));
+    }
+
+    /// Drives a TinyLFU shard of 16384 unit entries (the smallest that hedges) with `keys`;
+    /// returns its window size after the fill and after all requests.
+    fn window_of_a_large_shard(keys: impl Iterator<Item = u64>) -> (u64, u64) {
+        let mut shard: Shard<u64, ()> = Shard::new(
+            Policy::TinyLfu,
+            16_384,
+            usize::MAX,
+            crate::l1::hasher::seeded(7),
+        );
+        let window = |s: &Shard<u64, ()>| s.window_max().unwrap_or(0);
+        let mut at_fill = None;
+        for key in keys {
+            access(&mut shard, key);
+            if at_fill.is_none() && shard.tiny.as_ref().is_some_and(|t| t.filled) {
+                at_fill = Some(window(&shard));
+            }
+        }
+        (at_fill.unwrap_or(0), window(&shard))
+    }
+
+    #[test]
+    fn a_large_shard_hedges_with_the_half_window_until_the_simulations_judge_it() {
+        let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Skewed re-reads of 100k keys: frequency pays, the half window gives way to 1 %.
+        let skewed: Vec<u64> = (0..400_000)
+            .map(|_| {
+                let r = next();
+                (r % 100_000).min((r >> 32) % 100_000)
+            })
+            .collect();
+        assert_eq!(window_of_a_large_shard(skewed.into_iter()), (8_192, 163));
+        // New keys re-read a few times soon after they arrive: recency pays.
+        let mut fresh = 0u64;
+        let recent: Vec<u64> = (0..400_000)
+            .map(|_| {
+                let r = next();
+                if r % 2 == 0 {
+                    fresh += 1;
+                    fresh
+                } else {
+                    fresh.saturating_sub((r >> 32) % 6_000)
+                }
+            })
+            .collect();
+        assert_eq!(window_of_a_large_shard(recent.into_iter()), (8_192, 8_192));
     }
 
     #[test]
