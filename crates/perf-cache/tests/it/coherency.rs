@@ -42,6 +42,20 @@ fn in_l1(p: &Process, key: &[u8]) -> bool {
     p.cache.l1().unwrap().contains_key(key)
 }
 
+/// Polls (bounded) until `p` has applied more than `before` messages from other processes.
+/// A read that follows a write in another process must wait for it: otherwise the write's
+/// invalidation can arrive after the read promoted the new value into L1, and remove it
+/// (harmless, one more miss, but not the state a test then asserts).
+async fn until_applied(p: &Process, before: u64) {
+    for _ in 0..1_000 {
+        if p.coherency.stats().applied > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("the other process's invalidation never arrived");
+}
+
 /// Polls (bounded) until `key` has left `p`'s L1.
 async fn until_gone(p: &Process, key: &[u8]) {
     for _ in 0..1_000 {
@@ -62,9 +76,11 @@ async fn writes_in_one_process_invalidate_the_others_l1() {
     assert_ne!(a.coherency.origin(), b.coherency.origin());
 
     // Set: B holds v1 in L1, A overwrites, B's copy goes and B reads v2 from L2.
+    let before = b.coherency.stats().applied;
     a.cache
         .set(b"k", "v1".into(), WriteOptions::new().tags(&["t"]))
         .await;
+    until_applied(&b, before).await;
     assert_eq!(
         b.cache.get(b"k").await.as_deref().map(String::as_str),
         Some("v1")
@@ -88,13 +104,17 @@ async fn writes_in_one_process_invalidate_the_others_l1() {
     assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
     a.cache.delete(b"k").await;
     until_gone(&b, b"k").await;
+    let before = a.coherency.stats().applied;
     b.cache
         .set(b"x", "1".into(), WriteOptions::new().tags(&["grp"]))
         .await;
+    until_applied(&a, before).await;
     assert!(a.cache.get(b"x").await.is_some() && in_l1(&a, b"x"));
     b.cache.delete_by_tags(&["grp"]).await;
     until_gone(&a, b"x").await;
+    let before = a.coherency.stats().applied;
     b.cache.set(b"y", "1".into(), WriteOptions::new()).await;
+    until_applied(&a, before).await;
     assert!(a.cache.get(b"y").await.is_some() && in_l1(&a, b"y"));
     b.cache.clear().await;
     until_gone(&a, b"y").await;
@@ -150,7 +170,9 @@ async fn resubscribes_after_a_restart_and_clears_l1() {
     let url = server.url();
     let a = process(&url, "coh", DisconnectPolicy::KeepServing).await;
     let b = process(&url, "coh", DisconnectPolicy::BypassL1).await;
+    let before = b.coherency.stats().applied;
     a.cache.set(b"k", "v1".into(), WriteOptions::new()).await;
+    until_applied(&b, before).await;
     assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
     assert!(a.cache.get(b"k").await.is_some() && in_l1(&a, b"k"));
 
@@ -180,21 +202,25 @@ async fn resubscribes_after_a_restart_and_clears_l1() {
     }
     // And invalidations flow again, once the L2 connections are back too (the first call on a
     // connection the restart broke fails and triggers its reconnection).
-    let mut back = false;
+    let mut back = None;
     for _ in 0..300 {
+        let before = b.coherency.stats().applied;
         if a.cache
             .set(b"k", "v2".into(), WriteOptions::new())
             .await
             .is_complete()
             && b.cache.get(b"k").await.as_deref().map(String::as_str) == Some("v2")
         {
-            back = true;
+            back = Some(before);
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert!(back, "L2 not back within 300 attempts");
-    assert!(in_l1(&b, b"k"));
+    let Some(before) = back else {
+        panic!("L2 not back within 300 attempts");
+    };
+    until_applied(&b, before).await;
+    assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
     a.cache.set(b"k", "v3".into(), WriteOptions::new()).await;
     until_gone(&b, b"k").await;
 }
