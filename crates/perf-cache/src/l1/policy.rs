@@ -32,10 +32,11 @@ pub enum Policy {
     /// (1 % to 90 % of the shard) is chosen by miniature simulations: five small copies of
     /// this policy, one per candidate window, fed a spatial sample of the keys; the shard
     /// adopts the window of the one with the most (slowly decayed) hits, once it has filled.
-    /// A shard starts at the 1 % window; a shard of 16384 entries or more, whose simulations
-    /// see one key in 64 and so judge slowly, starts at the half window and keeps it after it
-    /// fills only if the simulations rank it first (shrinking the window later loses nothing,
-    /// growing it late loses the newcomers the small window turned away). The policy thus
+    /// A shard starts at the 1 % window. One that holds 16384 entries or more when it fills,
+    /// whose simulations see one key in 64 and so judge slowly, then moves to the half window
+    /// and keeps it a period later only if the simulations rank it first by a lead of 32
+    /// hits (shrinking the window later loses nothing, growing it late loses the newcomers
+    /// the small window turned away). The policy thus
     /// leans towards frequency on loops and scans and towards recency on recency-heavy
     /// traces. Admission asks a candidate to beat the victim's frequency by more than one,
     /// unless a ghost history (two small Bloom filters of recently evicted keys) says it is
