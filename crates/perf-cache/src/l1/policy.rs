@@ -34,9 +34,10 @@ pub enum Policy {
     /// adopts the window of the one with the most (slowly decayed) hits, once it has filled.
     /// A shard starts at the 1 % window. One that holds 16384 entries or more when it fills,
     /// whose simulations see one key in 64 and so judge slowly, then moves to the half window
-    /// and keeps it a period later only if the simulations rank it first by a lead of 32
-    /// hits (shrinking the window later loses nothing, growing it late loses the newcomers
-    /// the small window turned away). The policy thus
+    /// and keeps it at the first decision a period or more later only if its simulation is the
+    /// best one and leads the 1 % window's by 32 hits (shrinking the window later loses
+    /// nothing, growing it late loses the newcomers the small window turned away). The
+    /// policy thus
     /// leans towards frequency on loops and scans and towards recency on recency-heavy
     /// traces. Admission asks a candidate to beat the victim's frequency by more than one,
     /// unless a ghost history (two small Bloom filters of recently evicted keys) says it is

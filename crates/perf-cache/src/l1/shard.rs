@@ -200,7 +200,8 @@ const MIN_ADAPTIVE_ENTRIES: u64 = 64;
 /// the 1 % window has turned away the newcomers the trace is about to re-read. So a shard
 /// sampled at the lowest rate that holds [`HEDGE_ENTRIES`] or more when it fills moves to the
 /// half window then. The window grows by the misses that follow, so every newcomer is kept
-/// while the evidence comes in. At the first decision a period or more after the fill, the
+/// while the evidence comes in. At the first decision a period or more after the fill (the
+/// counts it judges by include the decayed hits from before the fill), the
 /// shard stays at the half window only if that simulation is the best and leads the 1 %
 /// window by [`MIN_LEAD`]; otherwise it goes back to the 1 % window, even when a larger
 /// window leads (on a cold Zipf cache the larger windows lead at first, and staying there
@@ -215,7 +216,7 @@ struct Minis {
     sampled: u64,
     /// Sampled gets since the start.
     total: u64,
-    /// `total` when the shard first evicted.
+    /// `total` at the first sampled get after the shard first evicted.
     filled_at: Option<u64>,
     /// Moved to the half window when the shard filled and not yet judged (see above).
     hedging: bool,
@@ -1336,14 +1337,22 @@ mod tests {
         let (minis, decision) = filled_minis(16_383);
         assert_eq!(decision, None);
         assert_eq!((minis.current, minis.hedging), (SMALL_WINDOW, false));
-        // A shard sampled at a higher rate.
+        // A shard sampled at a higher rate, even with 16384 entries (an entry bound of 8000
+        // and a weigher of zero would allow it).
         let hasher = crate::l1::hasher::seeded(7);
         let Some(mut minis) = Minis::new(8_000, &hasher) else {
             panic!("an 8000-entry shard adapts");
         };
         // 8000 entries are sampled one key in 16: bits 40..44 clear.
-        assert_eq!(minis.observe(SAMPLED, 8_000, true), None);
+        assert_eq!(minis.observe(SAMPLED, 16_384, true), None);
         assert!(!minis.hedging);
+        // Before the fill, nothing.
+        let hasher = crate::l1::hasher::seeded(7);
+        let Some(mut minis) = Minis::new(1 << 20, &hasher) else {
+            panic!("a large shard adapts");
+        };
+        assert_eq!(minis.observe(SAMPLED, 16_384, false), None);
+        assert_eq!((minis.current, minis.hedging), (SMALL_WINDOW, false));
     }
 
     #[test]
@@ -1390,7 +1399,8 @@ mod tests {
     }
 
     /// Drives a TinyLFU shard of `capacity` unit entries with `keys`; returns the window
-    /// sizes it went through.
+    /// sizes it went through. Checks that the window changes only once the shard has filled
+    /// and that the hedge has been judged by the end.
     fn windows_of_a_large_shard(capacity: u64, keys: impl Iterator<Item = u64>) -> Vec<u64> {
         let mut shard: Shard<u64, ()> = Shard::new(
             Policy::TinyLfu,
@@ -1399,13 +1409,23 @@ mod tests {
             crate::l1::hasher::seeded(7),
         );
         let window = |s: &Shard<u64, ()>| s.window_max().unwrap_or(0);
+        let state = |s: &Shard<u64, ()>| {
+            s.tiny.as_ref().map_or((false, false), |t| {
+                (t.filled, t.minis.as_ref().is_some_and(|m| m.hedging))
+            })
+        };
         let mut windows = vec![window(&shard)];
         for key in keys {
             access(&mut shard, key);
             if windows.last() != Some(&window(&shard)) {
+                assert!(
+                    state(&shard).0,
+                    "the window changed before the shard filled"
+                );
                 windows.push(window(&shard));
             }
         }
+        assert_eq!(state(&shard), (true, false), "filled, and the hedge judged");
         windows
     }
 
