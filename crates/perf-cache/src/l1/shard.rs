@@ -7,6 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use serde::{Deserialize, Serialize};
 
 use super::ghost::Ghost;
 use super::policy::Policy;
@@ -344,6 +345,18 @@ impl TinyLfu {
         self.protected_max =
             ((max_weight.saturating_sub(self.window_max)) as f64 * shape.protected) as u64;
     }
+}
+
+/// What an adaptive TinyLFU shard has learned about its workload: the queue shape its
+/// simulations chose, their decayed hit counts, whether it has filled, and whether it is
+/// hedging. A snapshot carries it (`l1/snapshot.rs`) so that a restarted cache neither learns
+/// its shape again nor, being full at once, hedges again.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Adaptation {
+    shape: u8,
+    hits: [f64; SHAPES.len()],
+    filled: bool,
+    hedging: bool,
 }
 
 /// The tag index: tag -> slots, and slot -> its tags (only for entries that have tags).
@@ -1210,6 +1223,46 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
+    /// What this shard has learned, if it adapts (TinyLFU with simulations).
+    pub(crate) fn adaptation(&self) -> Option<Adaptation> {
+        let tiny = self.tiny.as_ref()?;
+        let minis = tiny.minis.as_ref()?;
+        Some(Adaptation {
+            shape: u8::try_from(minis.current).unwrap_or(0),
+            hits: minis.hits,
+            filled: tiny.filled,
+            hedging: minis.hedging,
+        })
+    }
+
+    /// Takes back what a shard of the same configuration had learned (snapshot restore):
+    /// its shape and the simulations' counts; a shard that had filled does not hedge again
+    /// when it next evicts. The simulations themselves start empty. Returns `false`, and
+    /// changes nothing, if this shard does not adapt or `learned` is not valid.
+    pub(crate) fn adapt_to(&mut self, learned: &Adaptation) -> bool {
+        let max_weight = self.max_weight;
+        let Some(tiny) = self.tiny.as_mut() else {
+            return false;
+        };
+        let Some(minis) = tiny.minis.as_mut() else {
+            return false;
+        };
+        let current = usize::from(learned.shape);
+        if current >= SHAPES.len() || learned.hits.iter().any(|h| !(h.is_finite() && *h >= 0.0)) {
+            return false;
+        }
+        minis.current = current;
+        minis.hits = learned.hits;
+        if learned.filled {
+            tiny.filled = true;
+            minis.filled_at = Some(minis.total);
+            // Judged a period after the restart, on the counts it brought.
+            minis.hedging = learned.hedging;
+        }
+        tiny.set_shape(SHAPES[current], max_weight);
+        true
+    }
+
     /// The current window size of TinyLFU (for tests and diagnostics).
     pub(crate) fn window_max(&self) -> Option<u64> {
         self.tiny.as_ref().map(|t| t.window_max)
@@ -1472,6 +1525,58 @@ mod tests {
             windows_of_a_large_shard(65_536, recent.into_iter()),
             [655, 32_768]
         );
+    }
+
+    #[test]
+    fn a_shard_takes_back_only_a_valid_adaptation() {
+        let shard = || -> Shard<u64, ()> {
+            Shard::new(
+                Policy::TinyLfu,
+                4_096,
+                usize::MAX,
+                crate::l1::hasher::seeded(7),
+            )
+        };
+        let learned = Adaptation {
+            shape: 2,
+            hits: [1.0, 2.0, 90.0, 3.0, 4.0],
+            filled: true,
+            hedging: false,
+        };
+        let mut fresh = shard();
+        assert_eq!(fresh.window_max(), Some(40));
+        assert!(fresh.adapt_to(&learned));
+        assert_eq!(fresh.window_max(), Some(819), "the 20 % window");
+        assert_eq!(fresh.adaptation(), Some(learned));
+        for bad in [
+            Adaptation {
+                shape: 5,
+                ..learned
+            },
+            Adaptation {
+                hits: [f64::NAN; 5],
+                ..learned
+            },
+            Adaptation {
+                hits: [-1.0; 5],
+                ..learned
+            },
+        ] {
+            let mut fresh = shard();
+            let before = fresh.adaptation();
+            assert!(!fresh.adapt_to(&bad));
+            assert_eq!(fresh.adaptation(), before);
+            assert_eq!(fresh.window_max(), Some(40));
+        }
+        // A shard too small to adapt has nothing to take back.
+        let mut small: Shard<u64, ()> = Shard::new(
+            Policy::TinyLfu,
+            32,
+            usize::MAX,
+            crate::l1::hasher::seeded(7),
+        );
+        assert_eq!(small.adaptation(), None);
+        assert!(!small.adapt_to(&learned));
     }
 
     #[test]

@@ -5,6 +5,11 @@
 //! frequency. Restoring inserts them in that order and puts each back in its queue with its
 //! frequency, so the hot set after a restart is the hot set before it. Remaining TTLs shrink by
 //! the wall-clock time the process was down; entries that expired meanwhile are skipped.
+//!
+//! With TinyLFU the file also carries what each shard's simulations learned (its queue shape
+//! and their hit counts, whether it had filled): a cache of the same configuration (policy,
+//! budget, entry bound, shard count) takes it back before the entries go in, so it keeps the
+//! shape it had chosen instead of learning it again. Format 1 files (entries only) still load.
 
 use std::hash::Hash;
 use std::path::Path;
@@ -14,10 +19,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::shard::Adaptation;
 use super::{lock, Cache, Policy};
 use crate::error::{Error, Result};
 
-const SNAPSHOT_FORMAT: u32 = 1;
+/// Format 2 added [`Learned`] after the entries; format 1 files load without it.
+const SNAPSHOT_FORMAT: u32 = 2;
 
 #[derive(Serialize)]
 struct FileOut<'a, K, V> {
@@ -25,6 +32,16 @@ struct FileOut<'a, K, V> {
     policy: Policy,
     saved_at_unix_ms: u64,
     entries: Vec<EntryOut<'a, K, V>>,
+    learned: Learned,
+}
+
+/// The configuration the shards adapted under, and what each one learned (`None`: a shard
+/// that does not adapt).
+#[derive(Serialize, Deserialize)]
+struct Learned {
+    max_bytes: u64,
+    max_entries: Option<u64>,
+    shards: Vec<Option<Adaptation>>,
 }
 
 #[derive(Serialize)]
@@ -39,6 +56,16 @@ struct EntryOut<'a, K, V> {
 
 #[derive(Deserialize)]
 struct FileIn<K, V> {
+    format: u32,
+    policy: Policy,
+    saved_at_unix_ms: u64,
+    entries: Vec<EntryIn<K, V>>,
+    learned: Learned,
+}
+
+/// Format 1: the same without [`Learned`].
+#[derive(Deserialize)]
+struct FileInV1<K, V> {
     format: u32,
     policy: Policy,
     saved_at_unix_ms: u64,
@@ -77,6 +104,11 @@ pub struct Restored {
     pub expired: usize,
     /// Entries refused (heavier than the cache's budget now).
     pub rejected: usize,
+    /// Shards that took back the queue shape and simulation counts they had learned
+    /// ([`Policy::TinyLfu`] shards large enough to adapt, when policy, budget, entry bound and
+    /// shard count are those of the cache that saved the file; otherwise 0, and the shards
+    /// learn again).
+    pub shapes_restored: usize,
 }
 
 impl<K, V> Cache<K, V>
@@ -111,8 +143,11 @@ where
         // Collect clones shard by shard (one lock at a time), then encode unlocked.
         type Collected<K, V> = (K, V, Option<u64>, Vec<String>, u8, u8);
         let mut collected: Vec<Collected<K, V>> = Vec::new();
+        let mut learned = Vec::with_capacity(self.inner.shards.len());
         for shard in self.inner.shards.iter() {
-            lock(&shard.0).for_each_cold_first(now, |node, expires, freq, tags| {
+            let shard = lock(&shard.0);
+            learned.push(shard.adaptation());
+            shard.for_each_cold_first(now, |node, expires, freq, tags| {
                 let ttl_ms = (expires != 0).then(|| (expires - now).div_ceil(1_000_000));
                 collected.push((
                     node.key.clone(),
@@ -139,6 +174,11 @@ where
                     freq: *freq,
                 })
                 .collect(),
+            learned: Learned {
+                max_bytes: self.max_bytes(),
+                max_entries: self.max_entries(),
+                shards: learned,
+            },
         };
         let bytes = perf_core::codec::encode(&file)?;
         let tmp = path.with_extension("tmp");
@@ -149,20 +189,31 @@ where
 
     /// Restores a snapshot written by [`save_snapshot`](Self::save_snapshot) into this cache.
     /// A corrupted or foreign file is a typed error ([`Error::Core`]), never a panic; a
-    /// snapshot of another policy restores entries without their policy state.
+    /// snapshot of another policy restores entries without their policy state. TinyLFU
+    /// shards take back the queue shape they had learned only if this cache has the saving
+    /// cache's budget, entry bound and shard count ([`Restored::shapes_restored`]).
     pub fn load_snapshot(&self, path: impl AsRef<Path>) -> Result<Restored> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| io_error(path, e))?;
-        let file: FileIn<K, V> = perf_core::codec::decode(&bytes)?;
-        if file.format != SNAPSHOT_FORMAT {
-            return Err(Error::SnapshotIo {
-                path: path.display().to_string(),
-                reason: format!("snapshot format {} is not supported", file.format),
-            });
-        }
+        let file = decode_file::<K, V>(&bytes, path)?;
         let same_policy = file.policy == self.inner.policy;
         let down_ms = unix_ms(self.inner.clock.system_now()).saturating_sub(file.saved_at_unix_ms);
         let mut outcome = Restored::default();
+        // Shapes first: a shard at its learned shape keeps its window's entries as they go in.
+        if let Some(learned) = file.learned.filter(|l| {
+            same_policy
+                && l.max_bytes == self.max_bytes()
+                && l.max_entries == self.max_entries()
+                && l.shards.len() == self.inner.shards.len()
+        }) {
+            for (shard, adaptation) in self.inner.shards.iter().zip(&learned.shards) {
+                if let Some(adaptation) = adaptation {
+                    if lock(&shard.0).adapt_to(adaptation) {
+                        outcome.shapes_restored += 1;
+                    }
+                }
+            }
+        }
         for e in file.entries {
             let expires = match e.ttl_ms {
                 None => 0,
@@ -185,5 +236,52 @@ where
             outcome.restored += 1;
         }
         Ok(outcome)
+    }
+}
+
+/// A snapshot file of either format.
+struct Decoded<K, V> {
+    policy: Policy,
+    saved_at_unix_ms: u64,
+    entries: Vec<EntryIn<K, V>>,
+    learned: Option<Learned>,
+}
+
+fn decode_file<K, V>(bytes: &[u8], path: &Path) -> Result<Decoded<K, V>>
+where
+    K: DeserializeOwned,
+    V: DeserializeOwned,
+{
+    // Every format starts with its number: read it, then decode the whole file as that format.
+    let payload = perf_core::codec::verified_payload(bytes)?;
+    let unsupported = |format: String| Error::SnapshotIo {
+        path: path.display().to_string(),
+        reason: format!("snapshot format {format} is not supported"),
+    };
+    let format = postcard::take_from_bytes::<u32>(payload)
+        .map_err(|_| unsupported("(unreadable)".into()))?
+        .0;
+    match format {
+        1 => {
+            let file: FileInV1<K, V> = perf_core::codec::decode(bytes)?;
+            debug_assert_eq!(file.format, 1);
+            Ok(Decoded {
+                policy: file.policy,
+                saved_at_unix_ms: file.saved_at_unix_ms,
+                entries: file.entries,
+                learned: None,
+            })
+        }
+        SNAPSHOT_FORMAT => {
+            let file: FileIn<K, V> = perf_core::codec::decode(bytes)?;
+            debug_assert_eq!(file.format, SNAPSHOT_FORMAT);
+            Ok(Decoded {
+                policy: file.policy,
+                saved_at_unix_ms: file.saved_at_unix_ms,
+                entries: file.entries,
+                learned: Some(file.learned),
+            })
+        }
+        other => Err(unsupported(other.to_string())),
     }
 }

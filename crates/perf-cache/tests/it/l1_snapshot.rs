@@ -150,3 +150,148 @@ fn corrupted_or_missing_files_are_typed_errors() {
         Err(Error::SnapshotIo { .. })
     ));
 }
+
+/// A one-shard TinyLFU cache of `capacity` unit entries with a fixed hash seed.
+fn adaptive(capacity: u64) -> Cache<u64, ()> {
+    Cache::builder()
+        .max_bytes(capacity)
+        .weigher(Unit)
+        .shards(1)
+        .hash_seed(7)
+        .build()
+}
+
+/// Reads `key` and inserts it on a miss; returns the shard's window size afterwards.
+fn read_through(cache: &Cache<u64, ()>, key: u64) -> u64 {
+    if cache.get(&key).is_none() {
+        cache.insert(key, ());
+    }
+    cache.window_sizes()[0]
+}
+
+/// xorshift64: a reproducible stream of pseudo-random numbers.
+fn xorshift(mut x: u64) -> impl FnMut() -> u64 {
+    move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    }
+}
+
+#[test]
+fn tinylfu_shards_keep_the_shape_they_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l1.snap");
+    // Half the requests are new keys, three in ten re-read a key that arrived 5,000 to 15,000
+    // new keys ago, two in ten read a hot set of 20,000: a workload that wants a large window.
+    let before = adaptive(65_536);
+    let first_window = before.window_sizes()[0];
+    let mut next = xorshift(0x9E37_79B9_7F4A_7C15);
+    let mut fresh = 0u64;
+    for _ in 0..400_000 {
+        let r = next();
+        let key = match r % 10 {
+            0..=4 => {
+                fresh += 1;
+                fresh
+            }
+            5..=7 => fresh.saturating_sub(5_000 + (r >> 32) % 10_000),
+            _ => (1 << 40) + (r >> 32) % 20_000,
+        };
+        read_through(&before, key);
+    }
+    let learned = before.window_sizes();
+    assert!(
+        learned[0] > first_window,
+        "the shard learned a larger window ({first_window} -> {})",
+        learned[0]
+    );
+    before.save_snapshot(&path).unwrap();
+
+    let after = adaptive(65_536);
+    let restored = after.load_snapshot(&path).unwrap();
+    assert_eq!(restored.shapes_restored, 1);
+    assert_eq!(after.window_sizes(), learned);
+    assert_eq!(after.len(), before.len(), "every entry went back in");
+
+    // Another budget: the entries come back, the shard learns its shape again.
+    let other = adaptive(65_000);
+    let restored = other.load_snapshot(&path).unwrap();
+    assert_eq!(restored.shapes_restored, 0);
+    assert_eq!(other.window_sizes(), [650]);
+}
+
+#[test]
+fn a_restored_full_shard_does_not_hedge_again() {
+    // Skewed re-reads of 100k keys in a shard of 16384: the shard hedges with the half
+    // window when it fills, and its simulations send it back to the 1 % window.
+    let skewed = |seed: u64, n: usize| {
+        let mut next = xorshift(seed);
+        (0..n).map(move |_| {
+            let r = next();
+            (r % 100_000).min((r >> 32) % 100_000)
+        })
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l1.snap");
+    let before = adaptive(16_384);
+    let mut windows = vec![before.window_sizes()[0]];
+    for key in skewed(0x9E37_79B9_7F4A_7C15, 400_000) {
+        let window = read_through(&before, key);
+        if windows.last() != Some(&window) {
+            windows.push(window);
+        }
+    }
+    assert_eq!(windows, [163, 8_192, 163], "hedged, then judged");
+    before.save_snapshot(&path).unwrap();
+
+    // After the restart the shard is full and evicts at once; a shard that had not learned it
+    // had filled long ago would hedge again for a period.
+    let after = adaptive(16_384);
+    assert_eq!(after.load_snapshot(&path).unwrap().shapes_restored, 1);
+    let mut windows = vec![after.window_sizes()[0]];
+    for key in skewed(0x2545_F491_4F6C_DD1D, 100_000) {
+        let window = read_through(&after, key);
+        if windows.last() != Some(&window) {
+            windows.push(window);
+        }
+    }
+    assert_eq!(windows, [163]);
+}
+
+#[test]
+fn format_1_files_still_load() {
+    // Format 1: (format, policy, saved at, entries of (key, value, ttl, tags, queue, freq)),
+    // without what the shards learned.
+    type EntryV1 = (String, String, Option<u64>, Vec<String>, u8, u8);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l1.snap");
+    let clock = ManualClock::starting_at(SystemTime::UNIX_EPOCH + Duration::from_secs(1_000));
+    let entries: Vec<EntryV1> = vec![
+        ("a".into(), "1".into(), None, vec![], 0, 0),
+        (
+            "b".into(),
+            "2".into(),
+            Some(60_000),
+            vec!["team".into()],
+            0,
+            0,
+        ),
+    ];
+    let file = (1u32, Policy::TinyLfu, 1_000_000u64, entries);
+    std::fs::write(&path, perf_core::codec::encode(&file).unwrap()).unwrap();
+    let after = cache(&clock, Policy::TinyLfu, 100);
+    let restored = after.load_snapshot(&path).unwrap();
+    assert_eq!((restored.restored, restored.shapes_restored), (2, 0));
+    assert_eq!(after.get("a").as_deref(), Some("1"));
+    assert_eq!(after.invalidate_tag("team"), 1);
+
+    let file = (99u32, Policy::TinyLfu, 1_000_000u64, Vec::<EntryV1>::new());
+    std::fs::write(&path, perf_core::codec::encode(&file).unwrap()).unwrap();
+    let err = after.load_snapshot(&path).unwrap_err();
+    assert!(
+        matches!(&err, Error::SnapshotIo { reason, .. } if reason.contains("format 99")),
+        "{err}"
+    );
+}
