@@ -39,6 +39,17 @@ pub struct TempRedis {
     child: Option<Child>,
     /// Append-only file with an fsync per write: a SIGKILL loses nothing acknowledged.
     persistent: bool,
+    /// A TLS port besides the plain one (see [`start_tls`](Self::start_tls)).
+    tls: Option<Tls>,
+    /// Where the TLS certificates are (removed on drop).
+    certs: Option<PathBuf>,
+}
+
+/// The TLS side of a [`TempRedis`]: its port and whether it requires client certificates.
+#[derive(Debug, Clone, Copy)]
+struct Tls {
+    port: u16,
+    require_client_cert: bool,
 }
 
 impl TempRedis {
@@ -65,7 +76,112 @@ impl TempRedis {
         Self::start_with(true)
     }
 
+    /// Like [`start`](Self::start), and also listening for TLS on a second port
+    /// ([`tls_url`](Self::tls_url)), with certificates made for this server by `openssl`: a
+    /// private CA ([`ca_cert`](Self::ca_cert)), a server certificate for 127.0.0.1 signed by
+    /// it, and a client certificate signed by it ([`client_cert`](Self::client_cert),
+    /// [`client_key`](Self::client_key)), which the server requires when
+    /// `require_client_cert` is true. The plain port stays open for setup and checks.
+    ///
+    /// ```no_run
+    /// let redis = perf_testkit::TempRedis::start_tls(false).unwrap();
+    /// assert!(redis.tls_url().unwrap().starts_with("rediss://127.0.0.1:"));
+    /// assert!(redis.ca_cert().exists());
+    /// ```
+    pub fn start_tls(require_client_cert: bool) -> Result<Self, TestkitError> {
+        let openssl = find_binary("openssl").ok_or(TestkitError::BinaryNotFound {
+            name: "openssl".into(),
+            hint: "apt-get install openssl",
+        })?;
+        let dir = scratch_dir("redis-tls-certs")?;
+        let made = make_certificates(&openssl, &dir);
+        let started = made.and_then(|()| {
+            Self::start_configured(
+                false,
+                Some(Tls {
+                    port: 0,
+                    require_client_cert,
+                }),
+                Some(dir.clone()),
+            )
+        });
+        if started.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        started
+    }
+
+    /// [`start_tls`](Self::start_tls) with the skip policy of
+    /// [`start_or_skip`](Self::start_or_skip) (`redis-server` or `openssl` missing).
+    ///
+    /// ```no_run
+    /// let Some(redis) = perf_testkit::TempRedis::start_tls_or_skip(true) else { return };
+    /// # let _ = redis;
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`start_or_skip`](Self::start_or_skip).
+    pub fn start_tls_or_skip(require_client_cert: bool) -> Option<Self> {
+        Self::skip_unless_installed(Self::start_tls(require_client_cert))
+    }
+
+    /// `rediss://127.0.0.1:<tls port>` for a server started with
+    /// [`start_tls`](Self::start_tls); `None` otherwise.
+    ///
+    /// ```no_run
+    /// let redis = perf_testkit::TempRedis::start().unwrap();
+    /// assert_eq!(redis.tls_url(), None);
+    /// ```
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls
+            .map(|tls| format!("rediss://127.0.0.1:{}", tls.port))
+    }
+
+    /// The private CA's certificate (PEM) that signed the server and client certificates of
+    /// a server started with [`start_tls`](Self::start_tls).
+    ///
+    /// ```no_run
+    /// let redis = perf_testkit::TempRedis::start_tls(false).unwrap();
+    /// assert!(std::fs::read_to_string(redis.ca_cert()).unwrap().contains("CERTIFICATE"));
+    /// ```
+    pub fn ca_cert(&self) -> PathBuf {
+        self.certs_dir().join("ca.crt")
+    }
+
+    /// A client certificate (PEM) signed by [`ca_cert`](Self::ca_cert).
+    ///
+    /// ```no_run
+    /// let redis = perf_testkit::TempRedis::start_tls(true).unwrap();
+    /// assert!(redis.client_cert().exists() && redis.client_key().exists());
+    /// ```
+    pub fn client_cert(&self) -> PathBuf {
+        self.certs_dir().join("client.crt")
+    }
+
+    /// The private key (PEM, PKCS#8) of [`client_cert`](Self::client_cert).
+    ///
+    /// ```no_run
+    /// let redis = perf_testkit::TempRedis::start_tls(true).unwrap();
+    /// assert!(redis.client_key().exists());
+    /// ```
+    pub fn client_key(&self) -> PathBuf {
+        self.certs_dir().join("client.key")
+    }
+
+    fn certs_dir(&self) -> PathBuf {
+        self.certs.clone().unwrap_or_else(|| self.dir.clone())
+    }
+
     fn start_with(persistent: bool) -> Result<Self, TestkitError> {
+        Self::start_configured(persistent, None, None)
+    }
+
+    fn start_configured(
+        persistent: bool,
+        mut tls: Option<Tls>,
+        certs: Option<PathBuf>,
+    ) -> Result<Self, TestkitError> {
         let binary = find_binary("redis-server").ok_or(TestkitError::BinaryNotFound {
             name: "redis-server".into(),
             hint: "apt-get install redis-server, or brew install redis",
@@ -77,10 +193,16 @@ impl TempRedis {
             port: 0,
             child: None,
             persistent,
+            tls: None,
+            certs,
         };
         let mut last_err = None;
         for _ in 0..PORT_ATTEMPTS {
             redis.port = free_port()?;
+            if let Some(tls) = tls.as_mut() {
+                tls.port = free_port()?;
+            }
+            redis.tls = tls;
             match redis.spawn_and_wait() {
                 Ok(()) => return Ok(redis),
                 Err(e) => last_err = Some(e),
@@ -242,8 +364,24 @@ impl TempRedis {
                 "no",
             ])
             .args(["--appendfsync", "always"])
-            .args(["--protected-mode", "no"])
-            .arg("--dir")
+            .args(["--protected-mode", "no"]);
+        if let Some(tls) = self.tls {
+            let certs = self.certs_dir();
+            let auth = if tls.require_client_cert {
+                "yes"
+            } else {
+                "optional"
+            };
+            cmd.args(["--tls-port", &tls.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(certs.join("server.crt"))
+                .arg("--tls-key-file")
+                .arg(certs.join("server.key"))
+                .arg("--tls-ca-cert-file")
+                .arg(certs.join("ca.crt"))
+                .args(["--tls-auth-clients", auth]);
+        }
+        cmd.arg("--dir")
             .arg(&self.dir)
             .arg("--logfile")
             .arg(&log)
@@ -299,5 +437,101 @@ impl Drop for TempRedis {
     fn drop(&mut self) {
         let _ = self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(certs) = &self.certs {
+            let _ = std::fs::remove_dir_all(certs);
+        }
     }
+}
+
+/// Makes, in `dir`, a private CA (`ca.crt`, `ca.key`), a server certificate for 127.0.0.1
+/// (`server.crt`, `server.key`) and a client certificate (`client.crt`, `client.key`), both
+/// signed by the CA: P-256 keys, valid for two days.
+fn make_certificates(openssl: &Path, dir: &Path) -> Result<(), TestkitError> {
+    let run = |args: &[&str]| -> Result<(), TestkitError> {
+        let out = Command::new(openssl)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| TestkitError::io(format!("running {}", openssl.display()), e))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
+        output.truncate(output.len().min(600));
+        Err(TestkitError::CommandFailed {
+            command: format!("openssl {}", args.join(" ")),
+            status: out.status.to_string(),
+            output,
+        })
+    };
+    let key = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let ca = [
+        "req",
+        "-x509",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=perfkit test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ];
+    run(&[&ca[..2], &key[..], &ca[2..]].concat())?;
+    for (name, usage, alt) in [
+        (
+            "server",
+            "serverAuth",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        ),
+        ("client", "clientAuth", ""),
+    ] {
+        let ext = format!(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n{alt}"
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), ext)
+            .map_err(|e| TestkitError::io(format!("writing {name}.ext"), e))?;
+        let (subj, key_file, csr, crt, ext_file) = (
+            format!("/CN=perfkit test {name}"),
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        run(&[
+            &["req"][..],
+            &key[..],
+            &["-subj", &subj, "-keyout", &key_file, "-out", &csr],
+        ]
+        .concat())?;
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &crt,
+            "-extfile",
+            &ext_file,
+        ])?;
+    }
+    Ok(())
 }

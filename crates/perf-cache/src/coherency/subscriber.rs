@@ -261,12 +261,7 @@ impl Coherency {
             .redis_settings()
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
-        let client = redis::Client::open(info.set_redis_settings(settings)).map_err(|e| {
-            Error::InvalidConfig {
-                field: "l2_url",
-                reason: format!("{}: {e}", redact_url(&url)),
-            }
-        })?;
+        let client = crate::redis::open_client(redis.config(), info.set_redis_settings(settings))?;
         cache.set_sink(shared.clone());
         let l1 = cache.l1_handle();
         let bypass = {

@@ -1,6 +1,7 @@
 //! Settings of the Redis tier: URL, namespace prefix, default TTL, per-call timeout, reconnect
 //! backoff and batch sizes.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use perf_core::config::CacheConfig;
@@ -41,6 +42,14 @@ pub struct RedisTierConfig {
     pub connect_timeout: Duration,
     /// Keys per `MGET`, `SCAN` page and `UNLINK` batch.
     pub batch: usize,
+    /// PEM file of the certificate authorities that a `rediss://` server's certificate must
+    /// chain to, used instead of the system's trust store (a private CA). `None`: the
+    /// system's roots. Read when the tier is built.
+    pub tls_root_cert: Option<PathBuf>,
+    /// PEM files of a client certificate and its private key, presented to `rediss://`
+    /// servers that authenticate clients (`tls-auth-clients yes`). Read when the tier is
+    /// built.
+    pub tls_client_cert: Option<(PathBuf, PathBuf)>,
 }
 
 impl RedisTierConfig {
@@ -57,6 +66,8 @@ impl RedisTierConfig {
             reconnect_attempts: 4,
             connect_timeout: Duration::from_millis(250),
             batch: 500,
+            tls_root_cert: None,
+            tls_client_cert: None,
         }
     }
 
@@ -117,6 +128,34 @@ impl RedisTierConfig {
         self
     }
 
+    /// Sets [`tls_root_cert`](Self::tls_root_cert): trust the certificate authorities in
+    /// this PEM file for `rediss://` (feature `redis-tls`).
+    ///
+    /// ```
+    /// use perf_cache::redis::RedisTierConfig;
+    ///
+    /// let cfg = RedisTierConfig::new("rediss://cache.internal:6380")
+    ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
+    ///     .tls_client_cert("/etc/perfkit/client.pem", "/etc/perfkit/client.key");
+    /// assert!(cfg.validate().is_ok());
+    /// // TLS files need a rediss:// URL.
+    /// assert!(RedisTierConfig::new("redis://127.0.0.1:6379")
+    ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
+    ///     .validate()
+    ///     .is_err());
+    /// ```
+    pub fn tls_root_cert(mut self, pem_file: impl Into<PathBuf>) -> Self {
+        self.tls_root_cert = Some(pem_file.into());
+        self
+    }
+
+    /// Sets [`tls_client_cert`](Self::tls_client_cert): the client certificate and private
+    /// key (PEM files) for servers that authenticate clients (feature `redis-tls`).
+    pub fn tls_client_cert(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.tls_client_cert = Some((cert.into(), key.into()));
+        self
+    }
+
     /// Checks every field; the error names the first bad one.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &'static str, reason: &str| {
@@ -139,6 +178,14 @@ impl RedisTierConfig {
         }
         if self.default_ttl.is_some_and(|t| t.is_zero()) {
             return bad("l2_ttl", "must be positive (use None for no expiry)");
+        }
+        if !self.url.starts_with("rediss://") {
+            if self.tls_root_cert.is_some() {
+                return bad("tls_root_cert", "needs a rediss:// URL");
+            }
+            if self.tls_client_cert.is_some() {
+                return bad("tls_client_cert", "needs a rediss:// URL");
+            }
         }
         Ok(())
     }

@@ -3,7 +3,11 @@
 //!
 //! Supported URLs: `redis://[user:password@]host:port[/db]` (AUTH from the URL), `unix://…`,
 //! and `rediss://…` with the `redis-tls` feature (rustls with the `ring` provider, installed as
-//! the process default unless the application installed one; no cmake or aws-lc build).
+//! the process default unless the application installed one; no cmake or aws-lc build). A
+//! server certificate is checked against the system's trust store, or against a private CA
+//! ([`RedisTierConfig::tls_root_cert`]); servers that authenticate clients get the
+//! certificate of [`RedisTierConfig::tls_client_cert`]. `rediss://host/#insecure` skips the
+//! check (the `redis` crate's convention), for tests only.
 //!
 //! Redis Cluster URLs (`redis+cluster://[:password@]host:port,host:port`) are served by
 //! `RedisClusterTier` (feature `redis-cluster`): same key layout and semantics, single-slot
@@ -29,5 +33,6 @@ mod url;
 pub use cluster::RedisClusterTier;
 pub use config::RedisTierConfig;
 pub use lock::LockGuard;
+pub(crate) use tier::open_client;
 pub use tier::RedisTier;
 pub use url::{cluster_seeds, redact_url, url_kind, UrlKind};

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, Pipeline, RedisResult};
+use redis::{Cmd, ConnectionInfo, IntoConnectionInfo, Pipeline, RedisResult};
 
 use super::config::RedisTierConfig;
 use super::scripts;
@@ -62,6 +62,19 @@ impl std::fmt::Debug for RedisTier {
     }
 }
 
+/// A client for `info` (the tier's URL, possibly with other settings) that uses the
+/// configuration's TLS files, if any: shared by the tier and the coherency subscriber.
+pub(crate) fn open_client(config: &RedisTierConfig, info: ConnectionInfo) -> Result<redis::Client> {
+    #[cfg(feature = "redis-tls")]
+    if config.tls_root_cert.is_some() || config.tls_client_cert.is_some() {
+        return super::tls::client_with_certificates(config, info);
+    }
+    redis::Client::open(info).map_err(|e| Error::InvalidConfig {
+        field: "l2_url",
+        reason: format!("{}: {e}", redact_url(&config.url)),
+    })
+}
+
 impl RedisTier {
     /// Checks the configuration and prepares the connection; the first call connects.
     ///
@@ -102,11 +115,16 @@ impl RedisTier {
                 })
             }
         }
-        let client =
-            redis::Client::open(config.url.as_str()).map_err(|e| Error::InvalidConfig {
-                field: "l2_url",
-                reason: format!("{}: {e}", redact_url(&config.url)),
-            })?;
+        let info =
+            config
+                .url
+                .as_str()
+                .into_connection_info()
+                .map_err(|e| Error::InvalidConfig {
+                    field: "l2_url",
+                    reason: format!("{}: {e}", redact_url(&config.url)),
+                })?;
+        let client = open_client(&config, info)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_min_delay(config.reconnect_min_delay)
             .set_max_delay(config.reconnect_max_delay)

@@ -16,14 +16,14 @@ struct Process {
 }
 
 async fn process(url: &str, prefix: &str, policy: DisconnectPolicy) -> Process {
-    let tier = Arc::new(
-        RedisTier::new(
-            RedisTierConfig::new(url)
-                .prefix(prefix)
-                .timeout(Duration::from_millis(300)),
-        )
-        .unwrap(),
-    );
+    let config = RedisTierConfig::new(url)
+        .prefix(prefix)
+        .timeout(Duration::from_millis(300));
+    process_with(config, policy).await
+}
+
+async fn process_with(config: RedisTierConfig, policy: DisconnectPolicy) -> Process {
+    let tier = Arc::new(RedisTier::new(config).unwrap());
     let cache = TieredCache::builder()
         .l1(Cache::new(1 << 20))
         .l2(tier.clone() as SharedTier)
@@ -223,4 +223,39 @@ async fn resubscribes_after_a_restart_and_clears_l1() {
     assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
     a.cache.set(b"k", "v3".into(), WriteOptions::new()).await;
     until_gone(&b, b"k").await;
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn invalidations_travel_over_tls() {
+    // The subscriber opens a connection of its own: it must use the tier's CA and client
+    // certificate too (the server requires one).
+    let Some(redis) = perf_testkit::TempRedis::start_tls_or_skip(true) else {
+        return;
+    };
+    let url = redis.tls_url().unwrap();
+    let prefix = perf_testkit::unique_name("coherency_tls");
+    let config = || {
+        RedisTierConfig::new(&url)
+            .prefix(&prefix)
+            .timeout(Duration::from_secs(2))
+            .tls_root_cert(redis.ca_cert())
+            .tls_client_cert(redis.client_cert(), redis.client_key())
+    };
+    let a = process_with(config(), DisconnectPolicy::KeepServing).await;
+    let b = process_with(config(), DisconnectPolicy::KeepServing).await;
+    let before = b.coherency.stats().applied;
+    a.cache.set(b"k", "v1".into(), WriteOptions::new()).await;
+    until_applied(&b, before).await;
+    assert_eq!(
+        b.cache.get(b"k").await.as_deref().map(String::as_str),
+        Some("v1")
+    );
+    assert!(in_l1(&b, b"k"));
+    a.cache.set(b"k", "v2".into(), WriteOptions::new()).await;
+    until_gone(&b, b"k").await;
+    assert_eq!(
+        b.cache.get(b"k").await.as_deref().map(String::as_str),
+        Some("v2")
+    );
 }

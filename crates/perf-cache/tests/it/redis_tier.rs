@@ -355,3 +355,71 @@ async fn fleet_lock_is_exclusive_and_released_by_token() {
     assert!(b.is_locked(b"job2").await.unwrap());
     assert!(taken.release().await.unwrap());
 }
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test]
+async fn rediss_urls_connect_with_a_private_ca_and_a_client_certificate() {
+    let Some(redis) = perf_testkit::TempRedis::start_tls_or_skip(true) else {
+        return;
+    };
+    let url = redis.tls_url().unwrap();
+    let config = |url: &str| {
+        RedisTierConfig::new(url)
+            .prefix(perf_testkit::unique_name("l2_tls"))
+            .timeout(Duration::from_secs(2))
+    };
+    // The private CA and a client certificate: a round trip over TLS.
+    let t = RedisTier::new(
+        config(&url)
+            .tls_root_cert(redis.ca_cert())
+            .tls_client_cert(redis.client_cert(), redis.client_key()),
+    )
+    .unwrap();
+    t.set(b"k", b"over tls", None, &[]).await.unwrap();
+    assert_eq!(
+        t.get(b"k").await.unwrap().as_deref(),
+        Some(&b"over tls"[..])
+    );
+    // The value is on the server, read back over its plain port.
+    let mut plain = raw(&redis.url()).await;
+    let stored: Option<Vec<u8>> = redis::cmd("GET")
+        .arg(t.storage_key(b"k"))
+        .query_async(&mut plain)
+        .await
+        .unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"over tls"[..]));
+
+    // Each missing piece is refused: a counted error, never a panic.
+    let refused = [
+        // No client certificate, and the server requires one.
+        config(&url).tls_root_cert(redis.ca_cert()),
+        // The system's trust store does not know the private CA.
+        config(&url).tls_client_cert(redis.client_cert(), redis.client_key()),
+        // Plain RESP to the TLS port.
+        config(&url.replacen("rediss://", "redis://", 1)),
+    ];
+    for cfg in refused {
+        let what = format!("{cfg:?}");
+        let t = RedisTier::new(cfg).unwrap();
+        assert!(t.get(b"k").await.is_err(), "{what} was served");
+        assert!(t.stats().snapshot().errors >= 1, "{what}");
+    }
+
+    // Unreadable certificate files and TLS files on a plain URL are configuration errors.
+    for cfg in [
+        config(&url).tls_root_cert(redis.dir().join("absent.pem")),
+        config(&redis.url()).tls_root_cert(redis.ca_cert()),
+    ] {
+        let err = RedisTier::new(cfg).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidConfig {
+                    field: "tls_root_cert",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
