@@ -451,15 +451,19 @@ fn metrics_export_names_every_statistic() {
 }
 
 /// 64 tasks on a multi-threaded runtime hammer a small cache with mixed operations while a
-/// watcher checks the byte bound; afterwards every statistic must balance exactly.
+/// watcher checks the byte bound and the tasks move the manual clock past entries' TTLs;
+/// afterwards every statistic must balance exactly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_tasks_keep_stats_exact_and_bytes_bounded() {
     for policy in [Policy::TinyLfu, Policy::Lru, Policy::Lfu, Policy::Fifo] {
         let budget = 64 * 1024;
+        let clock = ManualClock::new();
         let cache: Cache<u64, Vec<u8>> = Cache::builder()
             .max_bytes(budget)
             .shards(4)
             .policy(policy)
+            .clock(clock.shared())
+            .default_ttl(Duration::from_millis(500))
             .build();
         let stop = Arc::new(AtomicBool::new(false));
         let watcher = {
@@ -478,7 +482,7 @@ async fn concurrent_tasks_keep_stats_exact_and_bytes_bounded() {
         };
         let mut tasks = Vec::new();
         for t in 0..64u64 {
-            let cache = cache.clone();
+            let (cache, clock) = (cache.clone(), clock.clone());
             tasks.push(tokio::spawn(async move {
                 let (mut gets, mut inserts, mut rejected) = (0u64, 0u64, 0u64);
                 let mut x = t.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
@@ -505,6 +509,9 @@ async fn concurrent_tasks_keep_stats_exact_and_bytes_bounded() {
                     }
                     if i % 64 == 0 {
                         tokio::task::yield_now().await;
+                    }
+                    if i % 20 == 0 {
+                        clock.advance(Duration::from_millis(10));
                     }
                 }
                 (gets, inserts, rejected)
@@ -533,6 +540,7 @@ async fn concurrent_tasks_keep_stats_exact_and_bytes_bounded() {
         assert_eq!(s.bytes, cache.weighted_size());
         assert!(s.bytes <= budget);
         assert!(s.evictions > 0, "{policy:?}: the budget was never reached");
+        assert!(s.expirations > 0, "{policy:?}: no entry outlived its TTL");
     }
 }
 

@@ -275,6 +275,28 @@ async fn auth_from_the_url_is_used() {
     );
     // The password never shows in the tier's debug output.
     assert!(!format!("{with:?}").contains("s3cret"));
+
+    // An ACL user (Redis 6+): user name and password from the URL.
+    let () = redis::cmd("ACL")
+        .arg(&["SETUSER", "app", "on", ">app-pw", "~*", "&*", "+@all"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let user = tier(&format!("redis://app:app-pw@127.0.0.1:{port}"), "acl");
+    user.set(b"k", b"as app", None, &[]).await.unwrap();
+    assert_eq!(
+        user.get(b"k").await.unwrap().as_deref(),
+        Some(&b"as app"[..])
+    );
+    let whoami: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(whoami.contains("user=app"), "{whoami}");
+    let wrong = tier(&format!("redis://app:nope@127.0.0.1:{port}"), "acl");
+    assert!(wrong.get(b"k").await.is_err());
+    assert!(!format!("{user:?}").contains("app-pw"));
 }
 
 #[test]

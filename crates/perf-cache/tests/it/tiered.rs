@@ -87,6 +87,35 @@ async fn remote_hits_are_promoted_with_their_tags() {
 }
 
 #[tokio::test]
+async fn a_value_larger_than_l1_skips_l1_and_is_served_from_l2() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("tiered_oversized");
+    let tier = redis_tier(&url, &prefix);
+    let cache: TieredCache<String> = TieredCache::builder()
+        .l1(Cache::new(16 << 10))
+        .l2(tier.clone() as SharedTier)
+        .build();
+    let in_l1 = |cache: &TieredCache<String>| cache.l1().unwrap().contains_key(b"k".as_slice());
+    let report = cache.set(b"k", "small".into(), WriteOptions::new()).await;
+    assert_eq!(report.l1, Some(true));
+    assert!(in_l1(&cache));
+    // 64 KiB against a 16 KiB L1: L2 stores it, L1 refuses it and drops the old value.
+    let big = "x".repeat(64 << 10);
+    let report = cache.set(b"k", big.clone(), WriteOptions::new()).await;
+    assert_eq!(report.l1, Some(false));
+    assert!(matches!(report.l2, Some(Ok(()))));
+    assert!(!in_l1(&cache), "the old value stayed in L1");
+    for _ in 0..2 {
+        assert_eq!(cache.get(b"k").await.as_deref(), Some(&big));
+        assert!(!in_l1(&cache), "promoted into an L1 it does not fit");
+    }
+    let s = cache.stats();
+    assert_eq!(s.l2.as_ref().map(|l| (l.hits, l.errors)), Some((2, 0)));
+    assert!(s.l1.as_ref().is_some_and(|l1| l1.bytes <= 16 << 10));
+    cache.clear().await;
+}
+
+#[tokio::test]
 async fn expiry_travels_with_the_value() {
     let url = perf_testkit::require_redis!();
     let prefix = perf_testkit::unique_name("tiered_expiry");

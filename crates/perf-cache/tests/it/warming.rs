@@ -123,6 +123,48 @@ async fn cached_keys_are_skipped_and_counted() {
 }
 
 #[tokio::test]
+async fn task_reports_time_each_task_on_the_warmers_clock() {
+    // Each load takes 10 ms of the manual clock; 10 of 50 keys are cached already.
+    let clock = perf_core::clock::ManualClock::new();
+    let cache = l1();
+    for i in 0..10 {
+        cache.insert(key(i), 1);
+    }
+    let task = |name: &str, n: usize| {
+        (0..n).fold(WarmTask::new(name, 0), |t, i| {
+            let clock = clock.clone();
+            t.item(key(i), move || async move {
+                clock.advance(std::time::Duration::from_millis(10));
+                Ok::<_, io::Error>(i as u64)
+            })
+        })
+    };
+    let report = Warmer::new()
+        .max_concurrency(4)
+        .clock(clock.shared())
+        .task(task("first", 50))
+        .task(WarmTask::new("empty", -1))
+        .run(cache)
+        .await
+        .unwrap();
+    let t = &report.tasks[0];
+    assert_eq!((t.total, t.completed, t.skipped, t.errors), (50, 40, 10, 0));
+    assert_eq!(t.duration, std::time::Duration::from_millis(400));
+    assert!(
+        (t.items_per_sec - 125.0).abs() < 1e-9,
+        "{}",
+        t.items_per_sec
+    );
+    // A task with nothing to do took no time, and reports no rate rather than a division by 0.
+    let empty = &report.tasks[1];
+    assert_eq!(
+        (empty.total, empty.duration, empty.items_per_sec),
+        (0, std::time::Duration::ZERO, 0.0)
+    );
+    assert_eq!(report.duration, std::time::Duration::from_millis(400));
+}
+
+#[tokio::test]
 async fn errors_are_counted_by_index_and_the_rest_is_warmed() {
     let cache = l1();
     let task = (0..10).fold(WarmTask::new("flaky", 0), |t, i| {
