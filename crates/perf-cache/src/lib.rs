@@ -11,7 +11,9 @@
 //!   `get_or_compute` with negative caching and stale-while-revalidate; snapshot/restore.
 //! - [`single_flight`]: the coalescing protocol on its own, for any tier.
 //! - [`tiered`], [`tier`] and, behind the `redis` / `postgres` features, the Redis L2, the
-//!   PostgreSQL tier and cross-process coherency.
+//!   PostgreSQL tier and cross-process coherency. The tiered manager has single-flight
+//!   `get_or_compute` (one loader per fleet with the Redis lock) and stale-while-revalidate
+//!   `get_or_refresh` on every level.
 //! - [`warming`]: prioritized warming tasks with bounded concurrency into L1 or the tiered
 //!   manager; [`analytics`]: windowed hit rates, bounded-memory hot and cold keys, JSON and
 //!   Prometheus export.

@@ -138,6 +138,20 @@ impl<K: Hash + Eq + Clone, V: Clone> SingleFlight<K, V> {
         lock(&self.state.calls).len()
     }
 
+    /// For a background refresh of `key`: the current tokio runtime and the lead of a new
+    /// flight, or `None` when there is no runtime to run it on or a flight for `key` is
+    /// already running (it will store a fresh value itself).
+    pub(crate) fn begin_background(
+        &self,
+        key: K,
+    ) -> Option<(tokio::runtime::Handle, Leader<K, V>)> {
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        match self.begin(key) {
+            Flight::Leader(leader) => Some((runtime, leader)),
+            Flight::Follower(_) => None,
+        }
+    }
+
     /// Joins the computation of `key`, or starts it.
     pub fn begin(&self, key: K) -> Flight<K, V> {
         let mut calls = lock(&self.state.calls);

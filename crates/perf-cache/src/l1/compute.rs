@@ -265,12 +265,10 @@ where
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to refresh on: keep serving the value until it expires.
+        // Without a runtime the value is served until it expires; with a flight for the key
+        // running, that flight stores a fresh value.
+        let Some((runtime, leader)) = self.inner.flights.begin_background(key.clone()) else {
             return;
-        };
-        let Flight::Leader(leader) = self.inner.flights.begin(key.clone()) else {
-            return; // a refresh (or load) of this key is already running
         };
         let cache = self.clone();
         runtime.spawn(async move {

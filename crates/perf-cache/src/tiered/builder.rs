@@ -220,6 +220,8 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
                 l1_promotions: Counter::new(),
                 loads: Counter::new(),
                 load_errors: Counter::new(),
+                refreshes: Counter::new(),
+                refreshes_elsewhere: Counter::new(),
                 sink: std::sync::RwLock::new(None),
                 l1_bypass: std::sync::atomic::AtomicBool::new(false),
                 epochs: super::epoch::Epochs::default(),

@@ -178,6 +178,10 @@ pub(crate) struct Inner<V> {
     pub(crate) l1_promotions: Counter,
     pub(crate) loads: Counter,
     pub(crate) load_errors: Counter,
+    /// Background refreshes of `get_or_refresh` that ran their loader, and those left to
+    /// another process holding the fleet lock.
+    pub(crate) refreshes: Counter,
+    pub(crate) refreshes_elsewhere: Counter,
     pub(crate) sink: std::sync::RwLock<Option<Arc<dyn InvalidationSink>>>,
     /// Loader failures remembered for `negative_ttl` (bounded LRU), when asked for.
     pub(crate) negative: Option<(Duration, NegativeCache)>,
@@ -275,17 +279,38 @@ impl<V: CacheValue> TieredCache<V> {
 
     /// The walk of [`get`](Self::get): L1, then L2, then the database.
     async fn get_walk(&self, key: &[u8]) -> Option<Arc<V>> {
+        self.get_walk_timed(key, false)
+            .await
+            .map(|(value, _)| value)
+    }
+
+    /// The walk of [`get`](Self::get), with the time the value has left to live (`None`: no
+    /// expiry). A remote hit always knows it; an L1 hit is asked for it only if `l1_ttl`
+    /// (one more lookup), and is reported without expiry otherwise.
+    pub(crate) async fn get_walk_timed(
+        &self,
+        key: &[u8],
+        l1_ttl: bool,
+    ) -> Option<(Arc<V>, Option<Duration>)> {
         if let Some(l1) = self.l1_active() {
             if let Some(v) = l1.get(key) {
-                return Some(v);
+                let left = if l1_ttl {
+                    l1.time_to_live(key).flatten()
+                } else {
+                    None
+                };
+                return Some((v, left));
             }
         }
         let seen = self.inner.epochs.seen(key);
-        if let Some(found) = self.get_remote(self.inner.l2.as_ref(), key).await {
-            return Some(self.promote(key, found, false, seen).await);
-        }
-        if let Some(found) = self.get_remote(self.inner.db.as_ref(), key).await {
-            return Some(self.promote(key, found, true, seen).await);
+        for (level, from_db) in [
+            (self.inner.l2.as_ref(), false),
+            (self.inner.db.as_ref(), true),
+        ] {
+            if let Some(found) = self.get_remote(level, key).await {
+                let left = found.1.remaining(self.inner.clock.system_now());
+                return Some((self.promote(key, found, from_db, seen).await, left));
+            }
         }
         None
     }
@@ -739,6 +764,8 @@ impl<V: CacheValue> TieredCache<V> {
             ("l1_promotions", self.inner.l1_promotions.get()),
             ("loads", self.inner.loads.get()),
             ("load_errors", self.inner.load_errors.get()),
+            ("refreshes", self.inner.refreshes.get()),
+            ("refreshes_elsewhere", self.inner.refreshes_elsewhere.get()),
         ] {
             m.counters.insert(format!("tiered_{name}_total"), value);
         }
@@ -760,6 +787,8 @@ impl<V: CacheValue> TieredCache<V> {
             l1_promotions: self.inner.l1_promotions.get(),
             loads: self.inner.loads.get(),
             load_errors: self.inner.load_errors.get(),
+            refreshes: self.inner.refreshes.get(),
+            refreshes_elsewhere: self.inner.refreshes_elsewhere.get(),
         }
     }
 

@@ -102,6 +102,21 @@ impl<V: CacheValue> TieredCache<V> {
         if let Some(v) = self.get(key).await {
             return Ok(v);
         }
+        self.compute_missing(key, opts, loader).await
+    }
+
+    /// The miss path of [`get_or_compute`](Self::get_or_compute): `key` was found on no level.
+    pub(crate) async fn compute_missing<F, Fut, E>(
+        &self,
+        key: &[u8],
+        opts: WriteOptions<'_>,
+        loader: F,
+    ) -> Result<Arc<V>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = std::result::Result<V, E>>,
+        E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
+    {
         if !self.inner.enabled {
             return self.run_loader(loader).await;
         }
@@ -170,7 +185,7 @@ impl<V: CacheValue> TieredCache<V> {
         self.get_or_compute(key.as_bytes(), opts, loader).await
     }
 
-    async fn run_loader<F, Fut, E>(&self, loader: F) -> Result<Arc<V>>
+    pub(crate) async fn run_loader<F, Fut, E>(&self, loader: F) -> Result<Arc<V>>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = std::result::Result<V, E>>,

@@ -1,6 +1,6 @@
 //! The tiered manager: [`TieredCache`] over an optional L1, L2 and database tier, with
-//! promotion, per-level statistics, a circuit breaker per remote level, per-level write reports
-//! and single-flight `get_or_compute`.
+//! promotion, per-level statistics, a circuit breaker per remote level, per-level write reports,
+//! single-flight `get_or_compute` and stale-while-revalidate (`get_or_refresh`).
 
 mod breaker;
 mod builder;
@@ -8,6 +8,7 @@ mod cache;
 mod compute;
 mod envelope;
 mod epoch;
+mod refresh;
 mod report;
 
 pub use breaker::BreakerConfig;

@@ -124,4 +124,9 @@ pub struct TieredStats {
     pub loads: u64,
     /// Loader runs that failed.
     pub load_errors: u64,
+    /// Background refreshes of `get_or_refresh` that have run (their loader runs are counted
+    /// in `loads` and `load_errors` too).
+    pub refreshes: u64,
+    /// Background refreshes left to another process that held the fleet lock.
+    pub refreshes_elsewhere: u64,
 }

@@ -869,3 +869,192 @@ async fn set_many_writes_every_level_with_ttl_and_tags() {
     assert_eq!(tier.get(b"many:299").await.unwrap(), None);
     tier.clear().await.unwrap();
 }
+
+/// A loader for `get_or_refresh` that counts its calls, waits for `gate` (if any), then
+/// returns `value` (or an error when `value` is `None`).
+fn refresh_loader(
+    calls: &Arc<AtomicUsize>,
+    gate: Option<&Arc<tokio::sync::Notify>>,
+    value: Option<&'static str>,
+) -> impl FnOnce() -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<String, std::io::Error>> + Send>,
+> + Send
+       + 'static {
+    let (calls, gate) = (calls.clone(), gate.cloned());
+    move || {
+        Box::pin(async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            if let Some(gate) = gate {
+                gate.notified().await;
+            }
+            value
+                .map(str::to_owned)
+                .ok_or_else(|| std::io::Error::other("upstream down"))
+        })
+    }
+}
+
+/// Polls (bounded) until `done` holds: background work on Redis, not time, is awaited.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..2_000 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[tokio::test]
+async fn stale_values_are_served_while_one_refresh_writes_every_level() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("tiered_swr");
+    let tier = redis_tier(&url, &prefix);
+    let clock = ManualClock::new();
+    let a: TieredCache<String> = TieredCache::builder()
+        .l1(Cache::builder().clock(clock.shared()).build())
+        .l2(tier.clone() as SharedTier)
+        .clock(clock.shared())
+        .build();
+    // Another process without L1: its staleness comes from the expiry stored in Redis.
+    let b: TieredCache<String> = TieredCache::builder()
+        .l2(redis_tier(&url, &prefix) as SharedTier)
+        .clock(clock.shared())
+        .build();
+    let opts = WriteOptions::new().ttl(Duration::from_secs(60));
+    let age = Duration::from_secs(30);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let get = |c: &TieredCache<String>, loader| {
+        let c = c.clone();
+        async move { c.get_or_refresh(b"k", opts, age, loader).await.unwrap() }
+    };
+
+    // A miss loads in the foreground.
+    assert_eq!(
+        *get(&a, refresh_loader(&calls, None, Some("v1"))).await,
+        "v1"
+    );
+    // Fresh (20 s old): no refresh.
+    clock.advance(Duration::from_secs(20));
+    assert_eq!(
+        *get(&a, refresh_loader(&calls, None, Some("x"))).await,
+        "v1"
+    );
+    tokio::task::yield_now().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // Stale (31 s old): three readers get v1 at once; one refresh runs, held at the gate.
+    clock.advance(Duration::from_secs(11));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    for _ in 0..3 {
+        let loader = refresh_loader(&calls, Some(&gate), Some("v2"));
+        assert_eq!(*get(&a, loader).await, "v1");
+    }
+    until("the refresh's start", async || {
+        calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    gate.notify_one();
+    until("the refreshed value in L1", async || {
+        a.get(b"k").await.as_deref().map(String::as_str) == Some("v2")
+    })
+    .await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one refresh for three stale reads"
+    );
+    // Written to L2 too, with a new TTL: fresh for B.
+    assert_eq!(
+        *get(&b, refresh_loader(&calls, None, Some("x"))).await,
+        "v2"
+    );
+    tokio::task::yield_now().await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    assert_eq!(a.stats().refreshes, 1);
+
+    // B sees v2 go stale from Redis's copy; its refresh fails and v2 stays until its TTL.
+    clock.advance(Duration::from_secs(31));
+    assert_eq!(*get(&b, refresh_loader(&calls, None, None)).await, "v2");
+    until("the failed refresh", async || b.stats().refreshes == 1).await;
+    assert_eq!((b.stats().loads, b.stats().load_errors), (1, 1));
+    assert_eq!(b.get(b"k").await.as_deref().map(String::as_str), Some("v2"));
+    // The next stale read refreshes again, and v3 reaches Redis.
+    assert_eq!(
+        *get(&b, refresh_loader(&calls, None, Some("v3"))).await,
+        "v2"
+    );
+    until("the second refresh", async || b.stats().refreshes == 2).await;
+    assert_eq!(b.get(b"k").await.as_deref().map(String::as_str), Some("v3"));
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    // Past its TTL nothing stale is served: the read loads in the foreground.
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        *get(&b, refresh_loader(&calls, None, Some("v4"))).await,
+        "v4"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    a.clear().await;
+}
+
+#[tokio::test]
+async fn with_the_fleet_lock_one_process_refreshes() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("tiered_swr_fleet");
+    let clock = ManualClock::new();
+    let make = || {
+        let t = redis_tier(&url, &prefix);
+        TieredCache::<String>::builder()
+            .l1(Cache::builder().clock(clock.shared()).build())
+            .l2(t.clone() as SharedTier)
+            .clock(clock.shared())
+            .fleet_lock(t, FleetLockConfig::new(Duration::from_secs(30)))
+            .build()
+    };
+    let (a, b) = (make(), make());
+    let opts = WriteOptions::new().ttl(Duration::from_secs(60));
+    let age = Duration::from_secs(30);
+    let (calls_a, calls_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let v = a
+        .get_or_refresh(b"k", opts, age, refresh_loader(&calls_a, None, Some("v1")))
+        .await
+        .unwrap();
+    assert_eq!(*v, "v1");
+    assert_eq!(*b.get(b"k").await.unwrap(), "v1");
+    clock.advance(Duration::from_secs(31));
+    // A's refresh takes the lock and waits at the gate; B's stale hit finds it locked.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let loader = refresh_loader(&calls_a, Some(&gate), Some("v2"));
+    assert_eq!(
+        *a.get_or_refresh(b"k", opts, age, loader).await.unwrap(),
+        "v1"
+    );
+    until("A's refresh to start", async || {
+        calls_a.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    let loader = refresh_loader(&calls_b, None, Some("from b"));
+    assert_eq!(
+        *b.get_or_refresh(b"k", opts, age, loader).await.unwrap(),
+        "v1"
+    );
+    until("B to leave the refresh to A", async || {
+        b.stats().refreshes_elsewhere == 1
+    })
+    .await;
+    gate.notify_one();
+    until("A's refresh", async || a.stats().refreshes == 1).await;
+    // B's L1 still holds v1 (no coherency here); Redis has A's v2.
+    let l2_only: TieredCache<String> = TieredCache::builder()
+        .l2(redis_tier(&url, &prefix) as SharedTier)
+        .clock(clock.shared())
+        .build();
+    assert_eq!(
+        l2_only.get(b"k").await.as_deref().map(String::as_str),
+        Some("v2")
+    );
+    assert_eq!(calls_b.load(Ordering::SeqCst), 0, "B never ran its loader");
+    assert_eq!(b.stats().refreshes, 0);
+    a.clear().await;
+}
