@@ -10,6 +10,7 @@ mod cache;
 mod cache_latency;
 mod cache_redis;
 mod cache_seeds;
+mod cache_tags;
 mod cache_warming;
 mod core;
 mod cost;
@@ -134,6 +135,11 @@ pub fn groups() -> Vec<Group> {
             "cache_latency",
             "perf-cache L1 vs moka, quick_cache, Mutex<lru>: per-operation p50 / p99 / p99.9 / max, fill from empty and read-through churn",
             cache_latency::latency,
+        ),
+        Group::new(
+            "cache_tags",
+            "perf-cache L1 tag invalidation: 10 tagged entries in a cache of 1M vs 10k entries, and vs a scan of every entry",
+            cache_tags::tag_invalidation,
         ),
         Group::new(
             "cache_memory",
