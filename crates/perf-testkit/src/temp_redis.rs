@@ -457,8 +457,10 @@ fn make_certificates(openssl: &Path, dir: &Path) -> Result<(), TestkitError> {
         if out.status.success() {
             return Ok(());
         }
-        let mut output = String::from_utf8_lossy(&out.stderr).into_owned();
-        output.truncate(output.len().min(600));
+        let output: String = String::from_utf8_lossy(&out.stderr)
+            .chars()
+            .take(600)
+            .collect();
         Err(TestkitError::CommandFailed {
             command: format!("openssl {}", args.join(" ")),
             status: out.status.to_string(),
@@ -472,36 +474,30 @@ fn make_certificates(openssl: &Path, dir: &Path) -> Result<(), TestkitError> {
         "ec_paramgen_curve:prime256v1",
         "-nodes",
     ];
-    let ca = [
-        "req",
-        "-x509",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=perfkit test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.crt",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ];
-    run(&[&ca[..2], &key[..], &ca[2..]].concat())?;
-    for (name, usage, alt) in [
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.join(name), text)
+            .map_err(|e| TestkitError::io(format!("writing {name}"), e))
+    };
+    // Every certificate is made the same way, a request then `x509 -req` with an extension
+    // file, so its extensions are exactly these: `req -x509 -addext` would add a second
+    // basicConstraints next to openssl.cnf's on OpenSSL 1.1.1, which rustls rejects.
+    for (name, self_signed, ext) in [
+        (
+            "ca",
+            true,
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n",
+        ),
         (
             "server",
-            "serverAuth",
-            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+            false,
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
         ),
-        ("client", "clientAuth", ""),
+        (
+            "client",
+            false,
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+        ),
     ] {
-        let ext = format!(
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage={usage}\n{alt}"
-        );
-        std::fs::write(dir.join(format!("{name}.ext")), ext)
-            .map_err(|e| TestkitError::io(format!("writing {name}.ext"), e))?;
         let (subj, key_file, csr, crt, ext_file) = (
             format!("/CN=perfkit test {name}"),
             format!("{name}.key"),
@@ -509,29 +505,23 @@ fn make_certificates(openssl: &Path, dir: &Path) -> Result<(), TestkitError> {
             format!("{name}.crt"),
             format!("{name}.ext"),
         );
+        write(&ext_file, ext)?;
         run(&[
             &["req"][..],
             &key[..],
             &["-subj", &subj, "-keyout", &key_file, "-out", &csr],
         ]
         .concat())?;
+        let sign: &[&str] = if self_signed {
+            &["-signkey", &key_file]
+        } else {
+            &["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
+        };
         run(&[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            &crt,
-            "-extfile",
-            &ext_file,
-        ])?;
+            &["x509", "-req", "-in", &csr, "-days", "2", "-out", &crt, "-extfile", &ext_file][..],
+            sign,
+        ]
+        .concat())?;
     }
     Ok(())
 }

@@ -1260,6 +1260,9 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             minis.hedging = learned.hedging;
         }
         tiny.set_shape(SHAPES[current], max_weight);
+        // A cache restored into while it holds entries: bring the queues within the shape.
+        self.maintain(NIL);
+        self.publish();
         true
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use perf_core::config::CacheConfig;
 
+use super::url::{url_kind, UrlKind};
 use crate::error::{Error, Result};
 
 /// How the Redis tier connects and behaves. Build with [`RedisTierConfig::new`] and the
@@ -179,12 +180,14 @@ impl RedisTierConfig {
         if self.default_ttl.is_some_and(|t| t.is_zero()) {
             return bad("l2_ttl", "must be positive (use None for no expiry)");
         }
-        if !self.url.starts_with("rediss://") {
+        // TLS files need one TLS server (`rediss://`; not wired for a cluster yet).
+        if !matches!(url_kind(&self.url), Ok(UrlKind::Tls)) {
+            let reason = "needs a rediss:// URL (one server; TLS to a cluster is not wired)";
             if self.tls_root_cert.is_some() {
-                return bad("tls_root_cert", "needs a rediss:// URL");
+                return bad("tls_root_cert", reason);
             }
             if self.tls_client_cert.is_some() {
-                return bad("tls_client_cert", "needs a rediss:// URL");
+                return bad("tls_client_cert", reason);
             }
         }
         Ok(())

@@ -34,7 +34,17 @@ pub(crate) fn client_with_certificates(
     let root_cert = config
         .tls_root_cert
         .as_deref()
-        .map(|path| read("tls_root_cert", path))
+        .map(|path| {
+            let pem = read("tls_root_cert", path)?;
+            // An empty trust store would fail every handshake later, with a vaguer error.
+            if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+                return Err(Error::InvalidConfig {
+                    field: "tls_root_cert",
+                    reason: format!("{}: no PEM certificate in the file", path.display()),
+                });
+            }
+            Ok(pem)
+        })
         .transpose()?;
     let client_tls = match &config.tls_client_cert {
         Some((cert, key)) => Some(ClientTlsConfig {

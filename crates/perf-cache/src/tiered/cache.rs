@@ -303,16 +303,36 @@ impl<V: CacheValue> TieredCache<V> {
             }
         }
         let seen = self.inner.epochs.seen(key);
+        let (found, from_db) = self.first_remote(key).await?;
+        let left = found.1.remaining(self.inner.clock.system_now());
+        Some((self.promote(key, found, from_db, seen).await, left))
+    }
+
+    /// The copy of `key` on the highest remote level that has it, and whether that level is
+    /// the database.
+    async fn first_remote(&self, key: &[u8]) -> Option<((Vec<u8>, envelope::Decoded<V>), bool)> {
         for (level, from_db) in [
             (self.inner.l2.as_ref(), false),
             (self.inner.db.as_ref(), true),
         ] {
             if let Some(found) = self.get_remote(level, key).await {
-                let left = found.1.remaining(self.inner.clock.system_now());
-                return Some((self.promote(key, found, from_db, seen).await, left));
+                return Some((found, from_db));
             }
         }
         None
+    }
+
+    /// The highest remote copy of `key` if it has at least `fresh_for` left to live (another
+    /// process has just refreshed it), promoted into the levels above it; `None` otherwise.
+    #[cfg(feature = "redis")]
+    pub(crate) async fn fresh_remote(&self, key: &[u8], fresh_for: Duration) -> Option<Arc<V>> {
+        let seen = self.inner.epochs.seen(key);
+        let (found, from_db) = self.first_remote(key).await?;
+        let left = found.1.remaining(self.inner.clock.system_now());
+        if left.is_some_and(|left| left < fresh_for) {
+            return None;
+        }
+        Some(self.promote(key, found, from_db, seen).await)
     }
 
     /// The values under `keys`, in order, each from the highest level that has it; remote

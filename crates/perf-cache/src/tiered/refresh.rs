@@ -16,8 +16,10 @@ impl<V: CacheValue> TieredCache<V> {
     ///
     /// - **One refresh per key**: stale hits while a refresh or a load of the key runs in this
     ///   process start nothing more; with a [fleet lock](super::TieredCacheBuilder::fleet_lock),
-    ///   a process whose `try_lock` finds the key locked leaves the refresh to the holder
-    ///   (and refreshes itself if Redis fails).
+    ///   a process whose `try_lock` finds the key locked leaves the refresh to the holder,
+    ///   one that gets the lock after another process refreshed takes that value instead of
+    ///   loading again (both count in `refreshes_elsewhere`), and a process refreshes itself
+    ///   if Redis fails.
     /// - **A failed refresh keeps the old value** until its TTL runs out; the error is
     ///   counted (`load_errors` in [`stats`](Self::stats)) and not cached. `refreshes` and
     ///   `refreshes_elsewhere` count the refreshes run here and those left to the lock holder.
@@ -72,13 +74,21 @@ impl<V: CacheValue> TieredCache<V> {
         };
         let fresh_for = ttl.saturating_sub(refresh_after);
         if left.is_some_and(|left| left < fresh_for) {
-            self.spawn_refresh(key, opts, loader);
+            self.spawn_refresh(key, opts, fresh_for, loader);
         }
         Ok(value)
     }
 
-    fn spawn_refresh<F, Fut, E>(&self, key: &[u8], opts: WriteOptions<'_>, loader: F)
-    where
+    /// Reloads `key` in the background. `fresh_for`: how long a value just written has left
+    /// to live at least (with the fleet lock, a copy that fresh means another process has
+    /// refreshed it already).
+    fn spawn_refresh<F, Fut, E>(
+        &self,
+        key: &[u8],
+        opts: WriteOptions<'_>,
+        fresh_for: Duration,
+        loader: F,
+    ) where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = std::result::Result<V, E>> + Send + 'static,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -92,6 +102,8 @@ impl<V: CacheValue> TieredCache<V> {
         let key = key.to_vec();
         let ttl = opts.ttl;
         let tags: Vec<String> = opts.tags.iter().map(|t| (*t).to_owned()).collect();
+        #[cfg(not(feature = "redis"))]
+        let _ = fresh_for;
         runtime.spawn(async move {
             #[cfg(feature = "redis")]
             let guard = match &cache.inner.fleet_lock {
@@ -100,6 +112,7 @@ impl<V: CacheValue> TieredCache<V> {
                         Ok(Some(guard)) => Some(guard),
                         // Another process refreshes; dropping the leader lets waiters retry.
                         Ok(None) => {
+                            drop(leader);
                             cache.inner.refreshes_elsewhere.inc();
                             return;
                         }
@@ -107,6 +120,20 @@ impl<V: CacheValue> TieredCache<V> {
                         Err(_) => None,
                     },
                     None => None,
+                },
+                None => None,
+            };
+            // The lock's last holder may have just refreshed the key: take its value.
+            #[cfg(feature = "redis")]
+            let guard = match guard {
+                Some(guard) => match cache.fresh_remote(&key, fresh_for).await {
+                    Some(fresh) => {
+                        let _ = guard.release().await;
+                        leader.complete(&Ok(fresh));
+                        cache.inner.refreshes_elsewhere.inc();
+                        return;
+                    }
+                    None => Some(guard),
                 },
                 None => None,
             };
@@ -128,8 +155,8 @@ impl<V: CacheValue> TieredCache<V> {
             if let Some(guard) = guard {
                 let _ = guard.release().await;
             }
-            cache.inner.refreshes.inc();
             leader.complete(&result);
+            cache.inner.refreshes.inc();
         });
     }
 }

@@ -278,7 +278,7 @@ async fn auth_from_the_url_is_used() {
 
     // An ACL user (Redis 6+): user name and password from the URL.
     let () = redis::cmd("ACL")
-        .arg(&["SETUSER", "app", "on", ">app-pw", "~*", "&*", "+@all"])
+        .arg(&["SETUSER", "app", "on", ">app-pw", "~*", "+@all"])
         .query_async(&mut conn)
         .await
         .unwrap();
@@ -427,9 +427,11 @@ async fn rediss_urls_connect_with_a_private_ca_and_a_client_certificate() {
         assert!(t.stats().snapshot().errors >= 1, "{what}");
     }
 
-    // Unreadable certificate files and TLS files on a plain URL are configuration errors.
+    // Unreadable or certificate-less CA files and TLS files on a plain URL are configuration
+    // errors.
     for cfg in [
         config(&url).tls_root_cert(redis.dir().join("absent.pem")),
+        config(&url).tls_root_cert(redis.client_key()),
         config(&redis.url()).tls_root_cert(redis.ca_cert()),
     ] {
         let err = RedisTier::new(cfg).unwrap_err();

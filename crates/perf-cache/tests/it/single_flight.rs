@@ -49,9 +49,11 @@ async fn sixty_four_callers_run_the_loader_once() {
     assert_eq!(cache.get("k").as_deref(), Some("v"));
 }
 
-// One thread: by the time the leader has started, every other task has run up to its wait
-// for the flight, so the loader must run exactly once (the success path is tested on four
-// threads above).
+// One thread: the tasks run in the order they were spawned, each up to its first await, so
+// the first one leads (and waits at `release`) and the 63 others join its flight before the
+// main task resumes: the loader must run exactly once (the success path is tested on four
+// threads above). A regression that let a second caller lead would wait on the spent
+// `release` forever, hence the timeout.
 #[tokio::test(flavor = "current_thread")]
 async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     let cache: Cache<String, u32> = Cache::new(1 << 20);
@@ -76,7 +78,11 @@ async fn loader_errors_reach_every_waiter_and_are_not_cached() {
     release.notify_one();
     let mut errors = 0;
     for t in tasks {
-        match t.await.unwrap() {
+        let joined = tokio::time::timeout(Duration::from_secs(30), t).await;
+        match joined
+            .expect("a caller never got the leader's result")
+            .unwrap()
+        {
             Err(Error::Loader(e)) => {
                 assert!(e.to_string().contains("upstream down"));
                 errors += 1;

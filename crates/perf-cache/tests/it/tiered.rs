@@ -959,6 +959,8 @@ async fn stale_values_are_served_while_one_refresh_writes_every_level() {
         a.get(b"k").await.as_deref().map(String::as_str) == Some("v2")
     })
     .await;
+    // The refresh has written every level once it is counted.
+    until("the refresh to finish", async || a.stats().refreshes == 1).await;
     assert_eq!(
         calls.load(Ordering::SeqCst),
         2,
@@ -971,8 +973,6 @@ async fn stale_values_are_served_while_one_refresh_writes_every_level() {
     );
     tokio::task::yield_now().await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-
-    assert_eq!(a.stats().refreshes, 1);
 
     // B sees v2 go stale from Redis's copy; its refresh fails and v2 stays until its TTL.
     clock.advance(Duration::from_secs(31));
@@ -1056,5 +1056,22 @@ async fn with_the_fleet_lock_one_process_refreshes() {
     );
     assert_eq!(calls_b.load(Ordering::SeqCst), 0, "B never ran its loader");
     assert_eq!(b.stats().refreshes, 0);
+    // B's L1 copy is still stale: its next read takes the free lock, finds A's fresh value
+    // in Redis and uses it instead of loading again.
+    let loader = refresh_loader(&calls_b, None, Some("from b"));
+    assert_eq!(
+        *b.get_or_refresh(b"k", opts, age, loader).await.unwrap(),
+        "v1"
+    );
+    until("B to take A's value", async || {
+        b.stats().refreshes_elsewhere == 2
+    })
+    .await;
+    assert_eq!(b.get(b"k").await.as_deref().map(String::as_str), Some("v2"));
+    assert_eq!(
+        calls_b.load(Ordering::SeqCst),
+        0,
+        "B still never ran its loader"
+    );
     a.clear().await;
 }
