@@ -8,10 +8,11 @@
 //! policies, moka and quick_cache (peers measured in the same run; moka's figure moves from run
 //! to run, so where it comes within half a point of the others it is the median of three runs,
 //! except with `--quick`). A ratio below 1.00 means at least one seed misses the goal, but the
-//! ratio has two decimals: the note's "GOAL MISSED" verdict is what counts. The note also
-//! lists every seed's figure. P12's rows (13.2M requests, eight times) are a group of their
-//! own, `cache_seed_sensitivity_p12`, so that each fits the time budget; the filter
-//! `cache_seed_sensitivity` runs both.
+//! ratio has two decimals: the note's "GOAL MISSED" verdict is what counts (with `--quick`,
+//! trace rows are 1M-request prefixes, which the goal does not cover: a prefix below the
+//! peers says so instead). The note also lists every seed's figure. P12's rows (13.2M
+//! requests, eight times) are a group of their own, `cache_seed_sensitivity_p12`, so that
+//! each fits the time budget; the filter `cache_seed_sensitivity` runs both.
 
 use std::collections::HashMap;
 
@@ -52,6 +53,16 @@ fn over_seeds(trace: &[u64], capacity: u64, seeds: &[u64]) -> Vec<f64> {
     })
 }
 
+/// What a row is judged against.
+#[derive(Clone, Copy)]
+enum Judged {
+    /// A goal row: the best of the peers and, for a whole trace, the README's policies.
+    Goal(Option<(f64, &'static str)>),
+    /// A trace prefix (`--quick`): the goal is set on whole traces, so a prefix that falls
+    /// short of the peers is reported as such, not as a missed goal.
+    Prefix,
+}
+
 /// Records the worst seed of one row against its goal.
 fn record(
     bench: &mut Bench,
@@ -59,8 +70,12 @@ fn record(
     sequence: &[u64],
     capacity: u64,
     seeds: &[u64],
-    published: Option<(f64, &'static str)>,
+    judged: Judged,
 ) {
+    let published = match judged {
+        Judged::Goal(published) => published,
+        Judged::Prefix => None,
+    };
     let figures = over_seeds(sequence, capacity, seeds);
     let worst = figures.iter().copied().fold(f64::INFINITY, f64::min);
     let quick = ratio_quick(sequence, capacity);
@@ -83,10 +98,20 @@ fn record(
     }
     let listed: Vec<String> = figures.iter().map(|f| format!("{f:.2}")).collect();
     let goal = best.1 - 1.0;
+    let label = match judged {
+        Judged::Goal(_) => "goal",
+        Judged::Prefix => "best peer",
+    };
     let verdict = if worst < goal {
         let below = figures.iter().filter(|&&f| f < goal).count();
+        let what = match judged {
+            Judged::Goal(_) => "GOAL MISSED",
+            Judged::Prefix => {
+                "below the peers' − 1 on this prefix (the goal is judged on the whole trace: run without --quick)"
+            }
+        };
         format!(
-            "GOAL MISSED on {below} of {} seeds, worst by {:.2}; ",
+            "{what} on {below} of {} seeds, worst by {:.2}; ",
             seeds.len(),
             goal - worst
         )
@@ -99,7 +124,7 @@ fn record(
                 format!("perf-cache TinyLfu, worst of hash seeds 1–{}", seeds.len()),
                 worst,
             )
-            .peer(format!("goal: {} {:.2} − 1", best.0, best.1), goal)
+            .peer(format!("{label}: {} {:.2} − 1", best.0, best.1), goal)
             .note(format!(
                 "{verdict}seeds 1–{}: {}; moka {moka:.2}, quick_cache {quick:.2}",
                 seeds.len(),
@@ -117,12 +142,26 @@ pub(crate) fn hit_ratio_seeds(bench: &mut Bench) {
     if !bench.over_budget() {
         let sequence = zipf(100_000, 0.8, len, 42);
         let workload = format!("Zipf 0.8, 100000 keys, capacity 1000, {len} requests");
-        record(bench, &workload, &sequence, 1_000, &seeds, None);
+        record(
+            bench,
+            &workload,
+            &sequence,
+            1_000,
+            &seeds,
+            Judged::Goal(None),
+        );
     }
     if !bench.over_budget() {
         let sequence: Vec<u64> = (0..len as u64).map(|i| i % 100_000).collect();
         let workload = format!("loop of 100000 keys, capacity 10000, {len} requests");
-        record(bench, &workload, &sequence, 10_000, &seeds, None);
+        record(
+            bench,
+            &workload,
+            &sequence,
+            10_000,
+            &seeds,
+            Judged::Goal(None),
+        );
     }
 }
 
@@ -168,17 +207,17 @@ fn trace_rows(bench: &mut Bench, traces: &[&str]) {
         }
         let requests = &loaded[trace];
         // The README's figures are for whole traces; a prefix is judged by the peers.
-        let (workload, published) = if requests.len() == prefix {
+        let (workload, judged) = if requests.len() == prefix {
             (
                 format!("{trace} @ {capacity}, first {prefix} requests"),
-                None,
+                Judged::Prefix,
             )
         } else {
             (
                 format!("{trace} @ {capacity}, {} requests", requests.len()),
-                Some(best_published(&reference)),
+                Judged::Goal(Some(best_published(&reference))),
             )
         };
-        record(bench, &workload, requests, capacity, &seeds, published);
+        record(bench, &workload, requests, capacity, &seeds, judged);
     }
 }
