@@ -1034,15 +1034,16 @@ async fn with_the_fleet_lock_one_process_refreshes() {
         calls_a.load(Ordering::SeqCst) == 2
     })
     .await;
-    let loader = refresh_loader(&calls_b, None, Some("from b"));
-    assert_eq!(
-        *b.get_or_refresh(b"k", opts, age, loader).await.unwrap(),
-        "v1"
-    );
-    until("B to leave the refresh to A", async || {
-        b.stats().refreshes_elsewhere == 1
-    })
-    .await;
+    // A stale read in B: v1 at once, and B's refresh, the `nth`, left to A.
+    let b_stale_read = async |nth: u64, what: &str| {
+        let loader = refresh_loader(&calls_b, None, Some("from b"));
+        assert_eq!(
+            *b.get_or_refresh(b"k", opts, age, loader).await.unwrap(),
+            "v1"
+        );
+        until(what, async || b.stats().refreshes_elsewhere == nth).await;
+    };
+    b_stale_read(1, "B to leave the refresh to A").await;
     gate.notify_one();
     until("A's refresh", async || a.stats().refreshes == 1).await;
     // B's L1 still holds v1 (no coherency here); Redis has A's v2.
@@ -1058,15 +1059,7 @@ async fn with_the_fleet_lock_one_process_refreshes() {
     assert_eq!(b.stats().refreshes, 0);
     // B's L1 copy is still stale: its next read takes the free lock, finds A's fresh value
     // in Redis and uses it instead of loading again.
-    let loader = refresh_loader(&calls_b, None, Some("from b"));
-    assert_eq!(
-        *b.get_or_refresh(b"k", opts, age, loader).await.unwrap(),
-        "v1"
-    );
-    until("B to take A's value", async || {
-        b.stats().refreshes_elsewhere == 2
-    })
-    .await;
+    b_stale_read(2, "B to take A's value").await;
     assert_eq!(b.get(b"k").await.as_deref().map(String::as_str), Some("v2"));
     assert_eq!(
         calls_b.load(Ordering::SeqCst),
