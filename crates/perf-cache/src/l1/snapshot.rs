@@ -10,6 +10,9 @@
 //! and their hit counts, whether it had filled): a cache of the same configuration (policy,
 //! budget, entry bound, shard count) takes it back before the entries go in, so it keeps the
 //! shape it had chosen instead of learning it again. Format 1 files (entries only) still load.
+//!
+//! A [`TieredCache`](crate::tiered::TieredCache) restarts warm the same way, through its L1:
+//! `cache.l1()` then `save_snapshot` / `load_snapshot` (its `Arc<V>` values serialize as `V`).
 
 use std::hash::Hash;
 use std::path::Path;

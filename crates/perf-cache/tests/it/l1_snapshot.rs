@@ -295,3 +295,43 @@ fn format_1_files_still_load() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_tiered_cache_restarts_warm_from_its_l1_snapshot() {
+    use perf_cache::tiered::{TieredCache, WriteOptions};
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("l1.snap");
+    let tiered =
+        || -> TieredCache<String> { TieredCache::builder().l1(Cache::new(1 << 20)).build() };
+    let before = tiered();
+    before
+        .set(b"answer", "42".into(), WriteOptions::new().tags(&["math"]))
+        .await;
+    before
+        .set(
+            b"short",
+            "s".into(),
+            WriteOptions::new().ttl(Duration::from_secs(600)),
+        )
+        .await;
+    // The tiered manager's L1 holds `Arc<V>` values, which serialize as `V`.
+    assert_eq!(before.l1().unwrap().save_snapshot(&path).unwrap(), 2);
+
+    let after = tiered();
+    let restored = after.l1().unwrap().load_snapshot(&path).unwrap();
+    assert_eq!(restored.restored, 2);
+    assert_eq!(
+        after.get(b"answer").await.as_deref().map(String::as_str),
+        Some("42")
+    );
+    let left = after
+        .l1()
+        .unwrap()
+        .time_to_live(b"short".as_slice())
+        .unwrap();
+    assert!(left.is_some_and(|d| d <= Duration::from_secs(600)));
+    // Tags came back too: invalidating one goes through the manager.
+    after.delete_by_tags(&["math"]).await;
+    assert!(after.get(b"answer").await.is_none());
+}
