@@ -10,15 +10,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use perf_core::clock::SharedClock;
 use perf_core::metrics::{Counter, HistogramSnapshot, LatencyHistogram};
 use redis::aio::ConnectionManager;
-use redis::{
-    AsyncConnectionConfig, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value,
-};
+use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use super::message::{Change, Message};
-use crate::error::{Error, Result};
-use crate::redis::{redact_url, RedisTier};
+use crate::error::Result;
+use crate::redis::RedisTier;
 use crate::tiered::{futures_lite::BoxFuture, CacheValue, InvalidationSink, L1Handle, TieredCache};
 
 /// What L1 does while the invalidation subscription is down.
@@ -249,19 +247,13 @@ impl Coherency {
             subscribed: AtomicBool::new(false),
             subscribed_notify: Notify::new(),
         });
-        let url = redis.config().url.clone();
-        let info = url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| Error::InvalidConfig {
-                field: "l2_url",
-                reason: format!("{}: {e}", redact_url(&url)),
-            })?;
-        let settings = info
-            .redis_settings()
-            .clone()
-            .set_protocol(ProtocolVersion::RESP3);
-        let client = crate::redis::open_client(redis.config(), info.set_redis_settings(settings))?;
+        let client = crate::redis::open_client(redis.config(), |info| {
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            info.set_redis_settings(settings)
+        })?;
         cache.set_sink(shared.clone());
         let l1 = cache.l1_handle();
         let bypass = {

@@ -62,9 +62,22 @@ impl std::fmt::Debug for RedisTier {
     }
 }
 
-/// A client for `info` (the tier's URL, possibly with other settings) that uses the
-/// configuration's TLS files, if any: shared by the tier and the coherency subscriber.
-pub(crate) fn open_client(config: &RedisTierConfig, info: ConnectionInfo) -> Result<redis::Client> {
+/// A client for the configuration's URL, its connection settings passed through `adjust`
+/// (the coherency subscriber asks for RESP3), with the configuration's TLS files, if any:
+/// shared by the tier and the coherency subscriber.
+pub(crate) fn open_client(
+    config: &RedisTierConfig,
+    adjust: impl FnOnce(ConnectionInfo) -> ConnectionInfo,
+) -> Result<redis::Client> {
+    let info = config
+        .url
+        .as_str()
+        .into_connection_info()
+        .map_err(|e| Error::InvalidConfig {
+            field: "l2_url",
+            reason: format!("{}: {e}", redact_url(&config.url)),
+        })?;
+    let info = adjust(info);
     #[cfg(feature = "redis-tls")]
     if config.tls_root_cert.is_some() || config.tls_client_cert.is_some() {
         return super::tls::client_with_certificates(config, info);
@@ -115,16 +128,7 @@ impl RedisTier {
                 })
             }
         }
-        let info =
-            config
-                .url
-                .as_str()
-                .into_connection_info()
-                .map_err(|e| Error::InvalidConfig {
-                    field: "l2_url",
-                    reason: format!("{}: {e}", redact_url(&config.url)),
-                })?;
-        let client = open_client(&config, info)?;
+        let client = open_client(&config, |info| info)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_min_delay(config.reconnect_min_delay)
             .set_max_delay(config.reconnect_max_delay)
