@@ -1,13 +1,18 @@
-//! The Redis Cluster tier against a private three-primary cluster started for the test.
+//! The Redis Cluster tier against a private three-primary cluster started for the test: the
+//! tier's semantics, the fleet lock and L1 coherency on a cluster.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::coherency::{in_l1, until_gone, write_then_read_elsewhere, Process};
+use perf_cache::coherency::{Coherency, CoherencyConfig};
+use perf_cache::l1::Cache;
 use perf_cache::redis::{RedisClusterTier, RedisTierConfig};
 use perf_cache::tier::{RemoteTier, SharedTier, TierEntry};
-use perf_cache::tiered::{TieredCache, WriteOptions};
+use perf_cache::tiered::{FleetLockConfig, TieredCache, WriteOptions};
 use perf_testkit::support::{find_binary, free_port, redis_info_field, scratch_dir};
 
 /// Three `redis-server --cluster-enabled yes` primaries on free ports, joined into a cluster.
@@ -135,6 +140,39 @@ impl TempCluster {
         )
     }
 
+    /// A cluster URL whose seed list starts with the node on `first`, then the others.
+    fn url_from(&self, first: u16) -> String {
+        let seeds: Vec<String> = std::iter::once(first)
+            .chain(self.ports.iter().copied().filter(|&p| p != first))
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect();
+        format!("redis+cluster://{}", seeds.join(","))
+    }
+
+    /// The port of the primary that owns `key`'s slot (from `CLUSTER NODES`).
+    fn owner_of(&self, key: &str) -> u16 {
+        let port = self.ports[0];
+        let slot: u16 = cli(port, &["CLUSTER", "KEYSLOT", key])
+            .trim()
+            .parse()
+            .unwrap();
+        for line in cli(port, &["CLUSTER", "NODES"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let owns = fields.iter().skip(8).any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                match (lo.parse::<u16>(), hi.parse::<u16>()) {
+                    (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
+                    _ => false,
+                }
+            });
+            if owns {
+                let addr = fields[1].split('@').next().unwrap();
+                return addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        }
+        panic!("no node owns slot {slot}");
+    }
+
     fn keys_on(&self, port: u16) -> usize {
         cli(port, &["--scan", "--pattern", "*"]).lines().count()
     }
@@ -204,4 +242,186 @@ async fn a_cluster_tier_spreads_keys_and_keeps_the_semantics() {
     }
     let s = shared.stats().snapshot();
     assert_eq!(s.errors, 0);
+}
+
+async fn start_cluster() -> Option<TempCluster> {
+    tokio::task::spawn_blocking(TempCluster::start)
+        .await
+        .unwrap()
+}
+
+fn cluster_tier(url: &str, prefix: &str) -> Arc<RedisClusterTier> {
+    Arc::new(
+        RedisClusterTier::new(
+            RedisTierConfig::new(url)
+                .prefix(prefix)
+                .timeout(Duration::from_secs(2)),
+        )
+        .unwrap(),
+    )
+}
+
+/// Polls (bounded) until `done` holds.
+async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    for _ in 0..5_000 {
+        if done().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_lock_on_a_cluster_lets_one_process_compute() {
+    let Some(cluster) = start_cluster().await else {
+        return;
+    };
+    let prefix = perf_testkit::unique_name("cl_fleet");
+    // Two "processes": separate L1s and cluster connections, one cluster.
+    let make = || {
+        let t = cluster_tier(&cluster.url(), &prefix);
+        TieredCache::<u64>::builder()
+            .l1(Cache::new(1 << 20))
+            .l2(t.clone() as SharedTier)
+            .fleet_lock(
+                t,
+                FleetLockConfig::new(Duration::from_secs(30))
+                    .waiting(Duration::from_secs(20), Duration::from_millis(5)),
+            )
+            .build()
+    };
+    let (a, b) = (make(), make());
+    let probe = cluster_tier(&cluster.url(), &prefix);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let callers = |cache: &TieredCache<u64>| {
+        (0..8)
+            .map(|_| {
+                let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
+                tokio::spawn(async move {
+                    let loader = move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        gate.notified().await;
+                        Ok::<_, std::io::Error>(7)
+                    };
+                    cache
+                        .get_or_compute(b"report", WriteOptions::new(), loader)
+                        .await
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    // A's callers: one of them takes the lock and runs the loader, which waits at the gate.
+    let in_a = callers(&a);
+    until("A's loader to start", async || {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // B's callers find the lock taken and wait for the value in L2.
+    let in_b = callers(&b);
+    until("B to poll L2 while A holds the lock", async || {
+        probe.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= 2
+    })
+    .await;
+    gate.notify_one();
+    for caller in in_a.into_iter().chain(in_b) {
+        assert_eq!(*caller.await.unwrap().unwrap(), 7);
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "one loader run for the fleet"
+    );
+    assert!(!probe.is_locked(b"report").await.unwrap(), "lock released");
+
+    // The lock is free for the next computation: B takes it for another key at once, and
+    // anyone can take the first key's lock again.
+    let v = b
+        .get_or_compute(b"other", WriteOptions::new(), || async {
+            Ok::<_, std::io::Error>(8)
+        })
+        .await
+        .unwrap();
+    assert_eq!(*v, 8);
+    assert_eq!(b.stats().loads, 1);
+    let guard = probe
+        .try_lock(b"report", Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the lock is free again");
+    assert!(guard.release().await.unwrap());
+    assert_eq!(probe.stats().snapshot().errors, 0);
+    a.clear().await;
+    for &port in &cluster.ports {
+        assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coherency_on_a_cluster_invalidates_the_other_l1() {
+    let Some(cluster) = start_cluster().await else {
+        return;
+    };
+    let prefix = perf_testkit::unique_name("cl_coherency");
+    let channel = format!("{prefix}:invalidate");
+    // Both subscribers listen on nodes that do not own the channel's slot, where A's PUBLISH
+    // is routed: its messages reach B only through the cluster's broadcast.
+    let owner = cluster.owner_of(&channel);
+    let others: Vec<u16> = cluster
+        .ports
+        .iter()
+        .copied()
+        .filter(|&p| p != owner)
+        .collect();
+    let process = async |first: u16| {
+        let tier = cluster_tier(&cluster.url_from(first), &prefix);
+        let cache = TieredCache::builder()
+            .l1(Cache::new(1 << 20))
+            .l2(tier.clone() as SharedTier)
+            .build();
+        let coherency = Coherency::attach(&cache, &tier, CoherencyConfig::default()).unwrap();
+        assert!(coherency.wait_subscribed(Duration::from_secs(5)).await);
+        Process { cache, coherency }
+    };
+    let a = process(others[0]).await;
+    let b = process(others[1]).await;
+    for (port, subscribers) in [(owner, "0"), (others[0], "1"), (others[1], "1")] {
+        let numsub = cli(port, &["PUBSUB", "NUMSUB", &channel]);
+        assert_eq!(numsub.lines().nth(1), Some(subscribers), "node {port}");
+    }
+
+    // Set: B holds v1 in L1; A overwrites; B's copy goes and B reads v2 from the cluster.
+    write_then_read_elsewhere(&a, &b, b"k", "v1", &["t"]).await;
+    a.cache
+        .set(b"k", "v2".into(), WriteOptions::new().tags(&["t"]))
+        .await;
+    until_gone(&b, b"k").await;
+    assert_eq!(
+        b.cache.get(b"k").await.as_deref().map(String::as_str),
+        Some("v2")
+    );
+    // Delete.
+    assert!(in_l1(&b, b"k"));
+    a.cache.delete(b"k").await;
+    until_gone(&b, b"k").await;
+    assert_eq!(b.cache.get(b"k").await, None);
+    // Tag invalidation.
+    write_then_read_elsewhere(&a, &b, b"x", "1", &["grp"]).await;
+    a.cache.delete_by_tags(&["grp"]).await;
+    until_gone(&b, b"x").await;
+    assert_eq!(b.cache.get(b"x").await, None);
+
+    let (sa, sb) = (a.coherency.stats(), b.coherency.stats());
+    assert!(sb.applied >= 4, "{sb:?}");
+    assert_eq!((sa.publish_errors, sa.undecodable), (0, 0), "{sa:?}");
+    assert_eq!(
+        (sb.undecodable, sb.publish_errors, sb.subscriptions),
+        (0, 0, 1),
+        "{sb:?}"
+    );
+    a.cache.clear().await;
+    for &port in &cluster.ports {
+        assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
+    }
 }
