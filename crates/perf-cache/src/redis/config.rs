@@ -140,7 +140,12 @@ impl RedisTierConfig {
     ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
     ///     .tls_client_cert("/etc/perfkit/client.pem", "/etc/perfkit/client.key");
     /// assert!(cfg.validate().is_ok());
-    /// // TLS files need a rediss:// URL.
+    /// // The same files for every node of a TLS cluster.
+    /// assert!(RedisTierConfig::new("rediss+cluster://10.0.0.1:7000,10.0.0.2:7000")
+    ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
+    ///     .validate()
+    ///     .is_ok());
+    /// // TLS files need a rediss:// or rediss+cluster:// URL.
     /// assert!(RedisTierConfig::new("redis://127.0.0.1:6379")
     ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
     ///     .validate()

@@ -1,5 +1,5 @@
 //! The Redis Cluster tier against a private three-primary cluster started for the test: the
-//! tier's semantics, the fleet lock and L1 coherency on a cluster.
+//! tier's semantics, the fleet lock and L1 coherency on a cluster, and a TLS-only cluster.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -13,13 +13,17 @@ use perf_cache::l1::Cache;
 use perf_cache::redis::{RedisClusterTier, RedisTierConfig};
 use perf_cache::tier::{RemoteTier, SharedTier, TierEntry};
 use perf_cache::tiered::{FleetLockConfig, TieredCache, WriteOptions};
-use perf_testkit::support::{find_binary, free_port, redis_info_field, scratch_dir};
+use perf_testkit::support::{find_binary, free_port, scratch_dir};
+use perf_testkit::{TestCertificates, TestkitError};
 
-/// Three `redis-server --cluster-enabled yes` primaries on free ports, joined into a cluster.
+/// Three `redis-server --cluster-enabled yes` primaries on free ports, joined into a cluster;
+/// with [`start_tls`](Self::start_tls), TLS only (clients, cluster bus), with certificates of a
+/// private CA.
 struct TempCluster {
     dir: PathBuf,
     ports: Vec<u16>,
     children: Vec<Child>,
+    tls: Option<TestCertificates>,
 }
 
 impl Drop for TempCluster {
@@ -32,17 +36,26 @@ impl Drop for TempCluster {
     }
 }
 
-fn cli(port: u16, args: &[&str]) -> String {
-    let out = Command::new("redis-cli")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-        .args(args)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 impl TempCluster {
     fn start() -> Option<Self> {
+        Self::start_with(None)
+    }
+
+    /// TLS on every port (`--port 0`), the cluster bus over TLS too; `require_client_cert`:
+    /// the nodes refuse clients without a certificate of the private CA.
+    fn start_tls(require_client_cert: bool) -> Option<Self> {
+        let certs = match TestCertificates::make() {
+            Ok(certs) => certs,
+            Err(e @ TestkitError::BinaryNotFound { .. }) if !perf_testkit::require_services() => {
+                eprintln!("skipped: needs openssl ({e})");
+                return None;
+            }
+            Err(e) => panic!("could not make test certificates: {e}"),
+        };
+        Self::start_with(Some((certs, require_client_cert)))
+    }
+
+    fn start_with(tls: Option<(TestCertificates, bool)>) -> Option<Self> {
         let (Some(server), Some(_)) = (find_binary("redis-server"), find_binary("redis-cli"))
         else {
             assert!(
@@ -53,16 +66,34 @@ impl TempCluster {
             return None;
         };
         let dir = scratch_dir("cluster").unwrap();
+        let require_client_cert = tls.as_ref().is_some_and(|(_, required)| *required);
         let mut cluster = TempCluster {
             dir,
             ports: Vec::new(),
             children: Vec::new(),
+            tls: tls.map(|(certs, _)| certs),
         };
         for _ in 0..3 {
             let port = free_port().unwrap();
             let bus = free_port().unwrap();
-            let child = Command::new(&server)
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            let mut cmd = Command::new(&server);
+            match &cluster.tls {
+                None => cmd.args(["--port", &port.to_string()]),
+                Some(certs) => cmd
+                    .args(["--port", "0", "--tls-port", &port.to_string()])
+                    .args(["--tls-cluster", "yes", "--tls-replication", "yes"])
+                    .args(certs.server_args())
+                    .args([
+                        "--tls-auth-clients",
+                        if require_client_cert {
+                            "yes"
+                        } else {
+                            "optional"
+                        },
+                    ]),
+            };
+            let child = cmd
+                .args(["--bind", "127.0.0.1"])
                 .args([
                     "--cluster-enabled",
                     "yes",
@@ -85,31 +116,15 @@ impl TempCluster {
             cluster.ports.push(port);
         }
         for &port in &cluster.ports {
-            let mut up = false;
-            for _ in 0..500 {
-                if redis_info_field(
-                    "127.0.0.1",
-                    port,
-                    "cluster",
-                    "cluster_enabled",
-                    Duration::from_millis(100),
-                )
-                .as_deref()
-                    == Some("1")
-                {
-                    up = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            assert!(up, "cluster node {port} did not start");
+            cluster.wait_for(port, &["INFO", "cluster"], "cluster_enabled:1");
         }
         let nodes: Vec<String> = cluster
             .ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        let status = Command::new("redis-cli")
+        let status = cluster
+            .cli_command()
             .arg("--cluster")
             .arg("create")
             .args(&nodes)
@@ -120,24 +135,43 @@ impl TempCluster {
             .unwrap();
         assert!(status.success(), "redis-cli --cluster create failed");
         for &port in &cluster.ports {
-            let mut ok = false;
-            for _ in 0..1_000 {
-                if cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
-                    ok = true;
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            assert!(ok, "cluster never reached cluster_state:ok");
+            cluster.wait_for(port, &["CLUSTER", "INFO"], "cluster_state:ok");
         }
         Some(cluster)
     }
 
+    /// Polls (bounded) until `args` sent to the node on `port` answer with `expected`.
+    fn wait_for(&self, port: u16, args: &[&str], expected: &str) {
+        for _ in 0..1_000 {
+            if self.cli(port, args).contains(expected) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("node {port} never answered {args:?} with {expected}");
+    }
+
+    /// `redis-cli`, with the CA and the client certificate on a TLS cluster.
+    fn cli_command(&self) -> Command {
+        let mut cmd = Command::new("redis-cli");
+        if let Some(certs) = &self.tls {
+            cmd.args(certs.cli_args());
+        }
+        cmd
+    }
+
+    fn cli(&self, port: u16, args: &[&str]) -> String {
+        let out = self
+            .cli_command()
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn url(&self) -> String {
-        format!(
-            "redis+cluster://127.0.0.1:{},127.0.0.1:{}",
-            self.ports[0], self.ports[1]
-        )
+        self.url_from(self.ports[0])
     }
 
     /// A cluster URL whose seed list starts with the node on `first`, then the others.
@@ -146,17 +180,23 @@ impl TempCluster {
             .chain(self.ports.iter().copied().filter(|&p| p != first))
             .map(|p| format!("127.0.0.1:{p}"))
             .collect();
-        format!("redis+cluster://{}", seeds.join(","))
+        let scheme = if self.tls.is_some() {
+            "rediss+cluster"
+        } else {
+            "redis+cluster"
+        };
+        format!("{scheme}://{}", seeds.join(","))
     }
 
     /// The port of the primary that owns `key`'s slot (from `CLUSTER NODES`).
     fn owner_of(&self, key: &str) -> u16 {
         let port = self.ports[0];
-        let slot: u16 = cli(port, &["CLUSTER", "KEYSLOT", key])
+        let slot: u16 = self
+            .cli(port, &["CLUSTER", "KEYSLOT", key])
             .trim()
             .parse()
             .unwrap();
-        for line in cli(port, &["CLUSTER", "NODES"]).lines() {
+        for line in self.cli(port, &["CLUSTER", "NODES"]).lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let owns = fields.iter().skip(8).any(|range| {
                 let (lo, hi) = range.split_once('-').unwrap_or((range, range));
@@ -174,7 +214,9 @@ impl TempCluster {
     }
 
     fn keys_on(&self, port: u16) -> usize {
-        cli(port, &["--scan", "--pattern", "*"]).lines().count()
+        self.cli(port, &["--scan", "--pattern", "*"])
+            .lines()
+            .count()
     }
 }
 
@@ -272,6 +314,16 @@ async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     panic!("{what} never happened");
 }
 
+/// Takes the free lock `name` and releases it.
+async fn take_and_release(tier: &RedisClusterTier, name: &[u8]) {
+    let guard = tier
+        .try_lock(name, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    assert!(guard.release().await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_lock_on_a_cluster_lets_one_process_compute() {
     let Some(cluster) = start_cluster().await else {
@@ -345,12 +397,7 @@ async fn the_fleet_lock_on_a_cluster_lets_one_process_compute() {
         .unwrap();
     assert_eq!(*v, 8);
     assert_eq!(b.stats().loads, 1);
-    let guard = probe
-        .try_lock(b"report", Duration::from_secs(5))
-        .await
-        .unwrap()
-        .expect("the lock is free again");
-    assert!(guard.release().await.unwrap());
+    take_and_release(&probe, b"report").await;
     assert_eq!(probe.stats().snapshot().errors, 0);
     a.clear().await;
     for &port in &cluster.ports {
@@ -387,7 +434,7 @@ async fn coherency_on_a_cluster_invalidates_the_other_l1() {
     let a = process(others[0]).await;
     let b = process(others[1]).await;
     for (port, subscribers) in [(owner, "0"), (others[0], "1"), (others[1], "1")] {
-        let numsub = cli(port, &["PUBSUB", "NUMSUB", &channel]);
+        let numsub = cluster.cli(port, &["PUBSUB", "NUMSUB", &channel]);
         assert_eq!(numsub.lines().nth(1), Some(subscribers), "node {port}");
     }
 
@@ -421,6 +468,87 @@ async fn coherency_on_a_cluster_invalidates_the_other_l1() {
         "{sb:?}"
     );
     a.cache.clear().await;
+    for &port in &cluster.ports {
+        assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
+    }
+}
+
+#[cfg(feature = "redis-tls")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tls_cluster_with_a_private_ca_and_a_client_certificate() {
+    let Some(cluster) = tokio::task::spawn_blocking(|| TempCluster::start_tls(true))
+        .await
+        .unwrap()
+    else {
+        return;
+    };
+    let certs = cluster.tls.as_ref().unwrap();
+    let url = cluster.url();
+    assert!(url.starts_with("rediss+cluster://"));
+    let prefix = perf_testkit::unique_name("cl_tls");
+    let config = || {
+        RedisTierConfig::new(url.as_str())
+            .prefix(prefix.as_str())
+            .timeout(Duration::from_secs(2))
+    };
+    let tier = Arc::new(
+        RedisClusterTier::new(
+            config()
+                .tls_root_cert(certs.ca_cert())
+                .tls_client_cert(certs.client_cert(), certs.client_key()),
+        )
+        .unwrap(),
+    );
+    // A round trip over TLS, with keys on every node.
+    let keys: Vec<Vec<u8>> = (0..60u32).map(|i| format!("k{i}").into_bytes()).collect();
+    let entries: Vec<TierEntry<'_>> = keys
+        .iter()
+        .map(|k| TierEntry::new(k, b"over tls", None).with_tags(&["t"]))
+        .collect();
+    tier.mset(&entries).await.unwrap();
+    for &port in &cluster.ports {
+        assert!(cluster.keys_on(port) > 0, "node {port} holds nothing");
+    }
+    let refs: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let got = tier.mget(&refs).await.unwrap();
+    assert!(got.iter().all(|v| v.as_deref() == Some(&b"over tls"[..])));
+    // The fleet lock and the coherency subscriber (a node of its own) use TLS too.
+    take_and_release(&tier, b"job").await;
+    let cache: TieredCache<String> = TieredCache::builder()
+        .l1(Cache::new(1 << 20))
+        .l2(tier.clone() as SharedTier)
+        .build();
+    let coherency = Coherency::attach(&cache, &tier, CoherencyConfig::default()).unwrap();
+    assert!(coherency.wait_subscribed(Duration::from_secs(5)).await);
+    cache.set(b"doc", "v".into(), WriteOptions::new()).await;
+    assert_eq!(coherency.stats().publish_errors, 0);
+    assert_eq!(tier.stats().snapshot().errors, 0);
+
+    // Without the client certificate the nodes refuse the connection; without the private CA
+    // the nodes' certificates are not trusted. Both are counted errors, not panics.
+    for (what, config) in [
+        (
+            "no client certificate",
+            config().tls_root_cert(certs.ca_cert()),
+        ),
+        (
+            "no private CA",
+            config().tls_client_cert(certs.client_cert(), certs.client_key()),
+        ),
+    ] {
+        let refused = RedisClusterTier::new(config).unwrap();
+        let err = refused.set(b"k", b"v", None, &[]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                perf_cache::Error::Remote { .. } | perf_cache::Error::Timeout { .. }
+            ),
+            "{what}: {err}"
+        );
+        assert_eq!(refused.stats().snapshot().errors, 1, "{what}");
+    }
+
+    assert_eq!(tier.clear().await.unwrap(), 61);
     for &port in &cluster.ports {
         assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
     }
