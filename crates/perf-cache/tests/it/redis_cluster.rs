@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::coherency::{in_l1, until_gone, write_then_read_elsewhere, Process};
+use crate::tiered::{fleet_refresh_cache, refresh_loader, until};
 use perf_cache::coherency::{Coherency, CoherencyConfig};
 use perf_cache::l1::Cache;
 use perf_cache::redis::{RedisClusterTier, RedisTierConfig};
 use perf_cache::tier::{RemoteTier, SharedTier, TierEntry};
 use perf_cache::tiered::{FleetLockConfig, TieredCache, WriteOptions};
+use perf_core::clock::ManualClock;
 use perf_testkit::support::{find_binary, free_port, scratch_dir};
 use perf_testkit::{TestCertificates, TestkitError};
 
@@ -303,17 +305,6 @@ fn cluster_tier(url: &str, prefix: &str) -> Arc<RedisClusterTier> {
     )
 }
 
-/// Polls (bounded) until `done` holds.
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..5_000 {
-        if done().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("{what} never happened");
-}
-
 /// Takes the free lock `name` and releases it.
 async fn take_and_release(tier: &RedisClusterTier, name: &[u8]) {
     let guard = tier
@@ -399,6 +390,50 @@ async fn the_fleet_lock_on_a_cluster_lets_one_process_compute() {
     assert_eq!(b.stats().loads, 1);
     take_and_release(&probe, b"report").await;
     assert_eq!(probe.stats().snapshot().errors, 0);
+    a.clear().await;
+    for &port in &cluster.ports {
+        assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_fleet_lock_on_a_cluster_one_process_refreshes() {
+    let Some(cluster) = start_cluster().await else {
+        return;
+    };
+    let prefix = perf_testkit::unique_name("cl_swr_fleet");
+    let clock = ManualClock::new();
+    let make = || fleet_refresh_cache(cluster_tier(&cluster.url(), &prefix), &clock);
+    let (a, b) = (make(), make());
+    let opts = WriteOptions::new().ttl(Duration::from_secs(60));
+    let age = Duration::from_secs(30);
+    let (calls_a, calls_b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let v1 = refresh_loader(&calls_a, None, Some("v1"));
+    assert_eq!(*a.get_or_refresh(b"k", opts, age, v1).await.unwrap(), "v1");
+    assert_eq!(*b.get(b"k").await.unwrap(), "v1");
+    clock.advance(Duration::from_secs(31));
+    // A's refresh takes the lock on the cluster and waits at the gate.
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let v2 = refresh_loader(&calls_a, Some(&gate), Some("v2"));
+    assert_eq!(*a.get_or_refresh(b"k", opts, age, v2).await.unwrap(), "v1");
+    until("A's refresh to start", async || {
+        calls_a.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    // B's stale hit serves v1 at once and leaves the refresh to the lock's holder.
+    let from_b = refresh_loader(&calls_b, None, Some("from b"));
+    assert_eq!(
+        *b.get_or_refresh(b"k", opts, age, from_b).await.unwrap(),
+        "v1"
+    );
+    until("B to leave the refresh to A", async || {
+        b.stats().refreshes_elsewhere == 1
+    })
+    .await;
+    gate.notify_one();
+    until("A's refresh", async || a.stats().refreshes == 1).await;
+    assert_eq!(calls_b.load(Ordering::SeqCst), 0, "B never ran its loader");
+    assert_eq!(b.stats().refreshes, 0);
     a.clear().await;
     for &port in &cluster.ports {
         assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
