@@ -30,6 +30,7 @@
 //! For tests that crash the server on purpose, [`TempRedis`] and [`TempPostgres`] start private
 //! instances on free ports that can be stopped and restarted at will.
 
+mod certs;
 mod child;
 mod error;
 mod names;
@@ -39,6 +40,7 @@ pub mod support;
 mod temp_postgres;
 mod temp_redis;
 
+pub use certs::TestCertificates;
 pub use child::{run_child_test, ChildResult};
 pub use error::TestkitError;
 pub use names::unique_name;

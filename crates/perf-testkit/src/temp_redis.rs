@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::certs::TestCertificates;
 use crate::support::{find_binary, free_port, redis_info_field, scratch_dir, tail_file};
 use crate::TestkitError;
 
@@ -41,8 +42,8 @@ pub struct TempRedis {
     persistent: bool,
     /// A TLS port besides the plain one (see [`start_tls`](Self::start_tls)).
     tls: Option<Tls>,
-    /// Where the TLS certificates are (removed on drop).
-    certs: Option<PathBuf>,
+    /// The TLS certificates (removed on drop).
+    certs: Option<TestCertificates>,
 }
 
 /// The TLS side of a [`TempRedis`]: its port and whether it requires client certificates.
@@ -89,26 +90,15 @@ impl TempRedis {
     /// assert!(redis.ca_cert().exists());
     /// ```
     pub fn start_tls(require_client_cert: bool) -> Result<Self, TestkitError> {
-        let openssl = find_binary("openssl").ok_or(TestkitError::BinaryNotFound {
-            name: "openssl".into(),
-            hint: "apt-get install openssl",
-        })?;
-        let dir = scratch_dir("redis-tls-certs")?;
-        let made = make_certificates(&openssl, &dir);
-        let started = made.and_then(|()| {
-            Self::start_configured(
-                false,
-                Some(Tls {
-                    port: 0,
-                    require_client_cert,
-                }),
-                Some(dir.clone()),
-            )
-        });
-        if started.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        started
+        let certs = TestCertificates::make()?;
+        Self::start_configured(
+            false,
+            Some(Tls {
+                port: 0,
+                require_client_cert,
+            }),
+            Some(certs),
+        )
     }
 
     /// [`start_tls`](Self::start_tls) with the skip policy of
@@ -146,7 +136,7 @@ impl TempRedis {
     /// assert!(std::fs::read_to_string(redis.ca_cert()).unwrap().contains("CERTIFICATE"));
     /// ```
     pub fn ca_cert(&self) -> PathBuf {
-        self.certs_dir().join("ca.crt")
+        self.cert_file(TestCertificates::ca_cert)
     }
 
     /// A client certificate (PEM) signed by [`ca_cert`](Self::ca_cert).
@@ -156,7 +146,7 @@ impl TempRedis {
     /// assert!(redis.client_cert().exists() && redis.client_key().exists());
     /// ```
     pub fn client_cert(&self) -> PathBuf {
-        self.certs_dir().join("client.crt")
+        self.cert_file(TestCertificates::client_cert)
     }
 
     /// The private key (PEM, PKCS#8) of [`client_cert`](Self::client_cert).
@@ -166,11 +156,16 @@ impl TempRedis {
     /// assert!(redis.client_key().exists());
     /// ```
     pub fn client_key(&self) -> PathBuf {
-        self.certs_dir().join("client.key")
+        self.cert_file(TestCertificates::client_key)
     }
 
-    fn certs_dir(&self) -> PathBuf {
-        self.certs.clone().unwrap_or_else(|| self.dir.clone())
+    /// A file of the certificates, or a path in the server's directory that does not exist
+    /// when it was started without TLS.
+    fn cert_file(&self, file: fn(&TestCertificates) -> PathBuf) -> PathBuf {
+        match &self.certs {
+            Some(certs) => file(certs),
+            None => self.dir.join("no-tls-certificates"),
+        }
     }
 
     fn start_with(persistent: bool) -> Result<Self, TestkitError> {
@@ -180,7 +175,7 @@ impl TempRedis {
     fn start_configured(
         persistent: bool,
         mut tls: Option<Tls>,
-        certs: Option<PathBuf>,
+        certs: Option<TestCertificates>,
     ) -> Result<Self, TestkitError> {
         let binary = find_binary("redis-server").ok_or(TestkitError::BinaryNotFound {
             name: "redis-server".into(),
@@ -365,20 +360,14 @@ impl TempRedis {
             ])
             .args(["--appendfsync", "always"])
             .args(["--protected-mode", "no"]);
-        if let Some(tls) = self.tls {
-            let certs = self.certs_dir();
+        if let (Some(tls), Some(certs)) = (self.tls, &self.certs) {
             let auth = if tls.require_client_cert {
                 "yes"
             } else {
                 "optional"
             };
             cmd.args(["--tls-port", &tls.port.to_string()])
-                .arg("--tls-cert-file")
-                .arg(certs.join("server.crt"))
-                .arg("--tls-key-file")
-                .arg(certs.join("server.key"))
-                .arg("--tls-ca-cert-file")
-                .arg(certs.join("ca.crt"))
+                .args(certs.server_args())
                 .args(["--tls-auth-clients", auth]);
         }
         cmd.arg("--dir")
@@ -437,91 +426,5 @@ impl Drop for TempRedis {
     fn drop(&mut self) {
         let _ = self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some(certs) = &self.certs {
-            let _ = std::fs::remove_dir_all(certs);
-        }
     }
-}
-
-/// Makes, in `dir`, a private CA (`ca.crt`, `ca.key`), a server certificate for 127.0.0.1
-/// (`server.crt`, `server.key`) and a client certificate (`client.crt`, `client.key`), both
-/// signed by the CA: P-256 keys, valid for two days.
-fn make_certificates(openssl: &Path, dir: &Path) -> Result<(), TestkitError> {
-    let run = |args: &[&str]| -> Result<(), TestkitError> {
-        let out = Command::new(openssl)
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| TestkitError::io(format!("running {}", openssl.display()), e))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        let output: String = String::from_utf8_lossy(&out.stderr)
-            .chars()
-            .take(600)
-            .collect();
-        Err(TestkitError::CommandFailed {
-            command: format!("openssl {}", args.join(" ")),
-            status: out.status.to_string(),
-            output,
-        })
-    };
-    let key = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let write = |name: &str, text: &str| {
-        std::fs::write(dir.join(name), text)
-            .map_err(|e| TestkitError::io(format!("writing {name}"), e))
-    };
-    // Every certificate is made the same way, a request then `x509 -req` with an extension
-    // file, so its extensions are exactly these: `req -x509 -addext` would add a second
-    // basicConstraints next to openssl.cnf's on OpenSSL 1.1.1, which rustls rejects.
-    for (name, self_signed, ext) in [
-        (
-            "ca",
-            true,
-            "basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n",
-        ),
-        (
-            "server",
-            false,
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
-        ),
-        (
-            "client",
-            false,
-            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-        ),
-    ] {
-        let (subj, key_file, csr, crt, ext_file) = (
-            format!("/CN=perfkit test {name}"),
-            format!("{name}.key"),
-            format!("{name}.csr"),
-            format!("{name}.crt"),
-            format!("{name}.ext"),
-        );
-        write(&ext_file, ext)?;
-        run(&[
-            &["req"][..],
-            &key[..],
-            &["-subj", &subj, "-keyout", &key_file, "-out", &csr],
-        ]
-        .concat())?;
-        let sign: &[&str] = if self_signed {
-            &["-signkey", &key_file]
-        } else {
-            &["-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial"]
-        };
-        run(&[
-            &["x509", "-req", "-in", &csr, "-days", "2", "-out", &crt, "-extfile", &ext_file][..],
-            sign,
-        ]
-        .concat())?;
-    }
-    Ok(())
 }

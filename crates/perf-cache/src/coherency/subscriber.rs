@@ -9,14 +9,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use perf_core::clock::SharedClock;
 use perf_core::metrics::{Counter, HistogramSnapshot, LatencyHistogram};
-use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, ProtocolVersion, PushInfo, PushKind, Value};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, Notify};
 
 use super::message::{Change, Message};
 use crate::error::Result;
-use crate::redis::RedisTier;
+use crate::redis::{Connection, RedisBackend};
 use crate::tiered::{futures_lite::BoxFuture, CacheValue, InvalidationSink, L1Handle, TieredCache};
 
 /// What L1 does while the invalidation subscription is down.
@@ -112,7 +111,7 @@ struct Shared {
     counters: Counters,
     clock: SharedClock,
     timeout: Duration,
-    conn: ConnectionManager,
+    conn: Connection,
     subscribed: AtomicBool,
     subscribed_notify: Notify,
 }
@@ -147,12 +146,12 @@ impl Shared {
                 return;
             }
         };
-        let mut conn = self.conn.clone();
         let mut cmd = redis::cmd("PUBLISH");
         cmd.arg(&self.channel).arg(bytes);
-        let sent = tokio::time::timeout(self.timeout, cmd.query_async::<i64>(&mut conn)).await;
+        // On a cluster, PUBLISH goes to any node and the cluster bus carries it to every other.
+        let sent = self.conn.query::<i64>(self.timeout, "publish", &cmd).await;
         match sent {
-            Ok(Ok(_)) => self.counters.published.inc(),
+            Ok(_) => self.counters.published.inc(),
             _ => {
                 self.counters.publish_errors.inc();
                 tracing::debug!(
@@ -207,6 +206,7 @@ impl InvalidationSink for Shared {
 ///
 /// ```no_run
 /// # async fn demo(cache: perf_cache::tiered::TieredCache<String>, l2: &perf_cache::redis::RedisTier) -> perf_cache::Result<()> {
+/// // `l2`: the cache's `RedisTier`, or a `RedisClusterTier` (feature `redis-cluster`).
 /// use perf_cache::coherency::{Coherency, CoherencyConfig};
 ///
 /// let coherency = Coherency::attach(&cache, l2, CoherencyConfig::default())?;
@@ -227,12 +227,16 @@ impl Drop for Coherency {
 }
 
 impl Coherency {
-    /// Publishes `cache`'s writes on `{prefix}:invalidate` of `redis` (the L2 tier's server and
-    /// prefix) and subscribes to it, applying other processes' invalidations to `cache`'s L1.
-    /// Must be called inside a tokio runtime.
-    pub fn attach<V: CacheValue>(
+    /// Publishes `cache`'s writes on `{prefix}:invalidate` of `redis` (the L2 tier's server or
+    /// cluster, and prefix) and subscribes to it, applying other processes' invalidations to
+    /// `cache`'s L1. Must be called inside a tokio runtime.
+    ///
+    /// On a cluster, the subscriber connects to one node, the first of the URL's seeds that
+    /// answers (after a failure or a disconnection, the next one, with the same backoff), since
+    /// a classic `PUBLISH` reaches every node of a cluster.
+    pub fn attach<V: CacheValue, B: RedisBackend + ?Sized>(
         cache: &TieredCache<V>,
-        redis: &RedisTier,
+        redis: &B,
         config: CoherencyConfig,
     ) -> Result<Self> {
         let origin = RandomState::new().hash_one(std::process::id());
@@ -247,13 +251,19 @@ impl Coherency {
             subscribed: AtomicBool::new(false),
             subscribed_notify: Notify::new(),
         });
-        let client = crate::redis::open_client(redis.config(), |info| {
-            let settings = info
-                .redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3);
-            info.set_redis_settings(settings)
-        })?;
+        let clients = redis
+            .node_urls()?
+            .iter()
+            .map(|url| {
+                crate::redis::open_client(redis.config(), url, |info: redis::ConnectionInfo| {
+                    let settings = info
+                        .redis_settings()
+                        .clone()
+                        .set_protocol(ProtocolVersion::RESP3);
+                    info.set_redis_settings(settings)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
         cache.set_sink(shared.clone());
         let l1 = cache.l1_handle();
         let bypass = {
@@ -262,7 +272,7 @@ impl Coherency {
         };
         let task = tokio::spawn(subscribe_loop(
             shared.clone(),
-            client,
+            clients,
             config,
             l1,
             Box::new(bypass),
@@ -311,16 +321,17 @@ impl Coherency {
     }
 }
 
-/// Subscribes, applies messages until the connection drops, and starts over with backoff.
+/// Subscribes, applies messages until the connection drops, and starts over with backoff, on
+/// the next of `clients` (the nodes of a cluster; one server's client otherwise).
 async fn subscribe_loop(
     shared: Arc<Shared>,
-    client: redis::Client,
+    clients: Vec<redis::Client>,
     config: CoherencyConfig,
     l1: Option<Arc<dyn L1Handle>>,
     bypass: Box<dyn Fn(bool) + Send + Sync>,
 ) {
     let mut delay = config.reconnect_min_delay;
-    loop {
+    for client in clients.iter().cycle() {
         let (tx, mut rx) = mpsc::unbounded_channel::<PushInfo>();
         let conn_config = AsyncConnectionConfig::new()
             .set_push_sender(tx)

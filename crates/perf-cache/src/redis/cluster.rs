@@ -2,6 +2,7 @@
 //! same key layout and semantics as [`RedisTier`](super::RedisTier) but only single-slot
 //! commands, so keys spread over every shard.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -12,6 +13,7 @@ use redis::{Cmd, Value};
 use tokio::sync::OnceCell;
 use tokio::task::JoinSet;
 
+use super::backend::{sealed::Sealed, Connection, RedisBackend};
 use super::config::RedisTierConfig;
 use super::scripts;
 use super::tier::bounded;
@@ -19,7 +21,8 @@ use super::url::{cluster_seeds, redact_url};
 use crate::error::{Error, Result};
 use crate::tier::{RemoteTier, TierEntry, TierStats};
 
-/// The L2 tier on a Redis Cluster (`redis+cluster://[:password@]host:port,host:port`).
+/// The L2 tier on a Redis Cluster (`redis+cluster://[:password@]host:port,host:port`, or
+/// `rediss+cluster://…` over TLS with the `redis-tls` feature).
 ///
 /// Keys are laid out as in [`RedisTier`](super::RedisTier) (`{prefix}:k:{key}`, tag indexes
 /// at `{prefix}:tag:{tag}`) and spread over all shards. Every command touches one key, so
@@ -27,6 +30,12 @@ use crate::tier::{RemoteTier, TierEntry, TierStats};
 /// cluster connection, which pipelines them per node; `clear` scans every primary. The
 /// connection (and the cluster's slot map) is set up by the first call and kept; nodes that
 /// fail are reconnected by the client.
+///
+/// TLS (`rediss+cluster://`) honours [`RedisTierConfig::tls_root_cert`] and
+/// [`RedisTierConfig::tls_client_cert`] as [`RedisTier`](super::RedisTier) does, for every
+/// node. The tier is a [`RedisBackend`], so it can hold the fleet lock of
+/// [`TieredCacheBuilder::fleet_lock`](crate::tiered::TieredCacheBuilder::fleet_lock) and carry
+/// [`Coherency`](crate::coherency::Coherency) messages.
 ///
 /// ```no_run
 /// # async fn demo() -> perf_cache::Result<()> {
@@ -39,10 +48,37 @@ use crate::tier::{RemoteTier, TierEntry, TierStats};
 /// ```
 pub struct RedisClusterTier {
     config: RedisTierConfig,
-    client: ClusterClient,
-    conn: OnceCell<ClusterConnection>,
+    cluster: Arc<LazyCluster>,
     stats: TierStats,
     base: Vec<u8>,
+}
+
+/// A cluster client and its connection, made by the first call and then shared (behind an
+/// `Arc`, so a lock guard can keep it).
+pub struct LazyCluster {
+    client: ClusterClient,
+    conn: OnceCell<ClusterConnection>,
+}
+
+impl std::fmt::Debug for LazyCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LazyCluster")
+            .field("connected", &self.conn.initialized())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LazyCluster {
+    /// The shared connection, made now (bounded by `timeout`) if no call made it yet.
+    pub(crate) async fn connect(&self, timeout: Duration) -> Result<ClusterConnection> {
+        bounded(timeout, "connect", async {
+            self.conn
+                .get_or_try_init(|| self.client.get_async_connection())
+                .await
+                .cloned()
+        })
+        .await
+    }
 }
 
 impl std::fmt::Debug for RedisClusterTier {
@@ -65,35 +101,42 @@ struct Owned {
 }
 
 impl RedisClusterTier {
-    /// Checks the configuration and parses the seed list; the first call connects.
+    /// Checks the configuration, parses the seed list and reads the TLS files, if any; the
+    /// first call connects.
+    ///
+    /// `rediss+cluster://` needs the `redis-tls` feature.
     pub fn new(config: RedisTierConfig) -> Result<Self> {
         config.validate()?;
         let seeds = cluster_seeds(&config.url)?;
-        if seeds.iter().any(|s| s.starts_with("rediss://")) {
-            return Err(Error::InvalidConfig {
-                field: "l2_url",
-                reason: format!(
-                    "{}: TLS to a cluster is not wired yet",
-                    redact_url(&config.url)
-                ),
-            });
-        }
-        let client = ClusterClient::builder(seeds)
+        let builder = ClusterClient::builder(seeds)
             .connection_timeout(config.connect_timeout)
-            .response_timeout(config.timeout)
-            .build()
-            .map_err(|e| Error::InvalidConfig {
-                field: "l2_url",
-                reason: format!("{}: {e}", redact_url(&config.url)),
-            })?;
+            .response_timeout(config.timeout);
+        #[cfg(feature = "redis-tls")]
+        let builder = match super::tls::prepare(&config)? {
+            Some(certificates) => builder.certs(certificates),
+            None => builder,
+        };
+        #[cfg(not(feature = "redis-tls"))]
+        super::url::reject_tls_without_feature(&config.url)?;
+        let client = builder.build().map_err(|e| Error::InvalidConfig {
+            field: "l2_url",
+            reason: format!("{}: {e}", redact_url(&config.url)),
+        })?;
         let base = format!("{}:", config.prefix).into_bytes();
         Ok(Self {
             config,
-            client,
-            conn: OnceCell::new(),
+            cluster: Arc::new(LazyCluster {
+                client,
+                conn: OnceCell::new(),
+            }),
             stats: TierStats::default(),
             base,
         })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &RedisTierConfig {
+        &self.config
     }
 
     /// The Redis key a cache key is stored under (`{prefix}:k:{key}`).
@@ -122,14 +165,7 @@ impl RedisClusterTier {
     }
 
     async fn conn(&self) -> Result<ClusterConnection> {
-        let conn = bounded(self.config.timeout, "connect", async {
-            self.conn
-                .get_or_try_init(|| self.client.get_async_connection())
-                .await
-                .cloned()
-        })
-        .await?;
-        Ok(conn)
+        self.cluster.connect(self.config.timeout).await
     }
 
     async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &Cmd) -> Result<T> {
@@ -244,6 +280,30 @@ async fn set_one(mut conn: ClusterConnection, timeout: Duration, e: Owned) -> Re
         let _: i64 = bounded(timeout, "mset", cmd.query_async(&mut conn)).await?;
     }
     Ok(())
+}
+
+impl RedisBackend for RedisClusterTier {
+    fn config(&self) -> &RedisTierConfig {
+        &self.config
+    }
+}
+
+impl Sealed for RedisClusterTier {
+    fn connection(&self) -> Connection {
+        Connection::Cluster(self.cluster.clone())
+    }
+
+    fn lock_key(&self, name: &[u8]) -> Vec<u8> {
+        self.join(b"lock:", name)
+    }
+
+    fn tier_stats(&self) -> &TierStats {
+        &self.stats
+    }
+
+    fn node_urls(&self) -> Result<Vec<String>> {
+        cluster_seeds(&self.config.url)
+    }
 }
 
 fn join_error(op: &'static str, e: tokio::task::JoinError) -> Error {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use perf_core::config::CacheConfig;
 
-use super::url::{url_kind, UrlKind};
+use super::url::is_tls;
 use crate::error::{Error, Result};
 
 /// How the Redis tier connects and behaves. Build with [`RedisTierConfig::new`] and the
@@ -25,7 +25,8 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RedisTierConfig {
-    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS) or `unix://…`.
+    /// `redis://[user:password@]host:port[/db]`, `rediss://…` (TLS), `unix://…`, or a cluster's
+    /// seed list `redis+cluster://…` / `rediss+cluster://…` (TLS; for `RedisClusterTier`).
     pub url: String,
     /// Namespace of every key this tier writes: `{prefix}:k:{key}`, `{prefix}:tag:{tag}`.
     pub prefix: String,
@@ -43,12 +44,12 @@ pub struct RedisTierConfig {
     pub connect_timeout: Duration,
     /// Keys per `MGET`, `SCAN` page and `UNLINK` batch.
     pub batch: usize,
-    /// PEM file of the certificate authorities that a `rediss://` server's certificate must
-    /// chain to, used instead of the system's trust store (a private CA). `None`: the
+    /// PEM file of the certificate authorities that a `rediss://` server's certificate (or every
+    /// `rediss+cluster://` node's) must chain to, used instead of the system's trust store (a private CA). `None`: the
     /// system's roots. Read when the tier is built.
     pub tls_root_cert: Option<PathBuf>,
     /// PEM files of a client certificate and its private key, presented to `rediss://`
-    /// servers that authenticate clients (`tls-auth-clients yes`). Read when the tier is
+    /// servers (and `rediss+cluster://` nodes) that authenticate clients (`tls-auth-clients yes`). Read when the tier is
     /// built.
     pub tls_client_cert: Option<(PathBuf, PathBuf)>,
 }
@@ -139,7 +140,12 @@ impl RedisTierConfig {
     ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
     ///     .tls_client_cert("/etc/perfkit/client.pem", "/etc/perfkit/client.key");
     /// assert!(cfg.validate().is_ok());
-    /// // TLS files need a rediss:// URL.
+    /// // The same files for every node of a TLS cluster.
+    /// assert!(RedisTierConfig::new("rediss+cluster://10.0.0.1:7000,10.0.0.2:7000")
+    ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
+    ///     .validate()
+    ///     .is_ok());
+    /// // TLS files need a rediss:// or rediss+cluster:// URL.
     /// assert!(RedisTierConfig::new("redis://127.0.0.1:6379")
     ///     .tls_root_cert("/etc/perfkit/redis-ca.pem")
     ///     .validate()
@@ -180,9 +186,9 @@ impl RedisTierConfig {
         if self.default_ttl.is_some_and(|t| t.is_zero()) {
             return bad("l2_ttl", "must be positive (use None for no expiry)");
         }
-        // TLS files need one TLS server (`rediss://`; not wired for a cluster yet).
-        if !matches!(url_kind(&self.url), Ok(UrlKind::Tls)) {
-            let reason = "needs a rediss:// URL (one server; TLS to a cluster is not wired)";
+        // TLS files need a TLS URL: one server (`rediss://`) or a cluster (`rediss+cluster://`).
+        if !is_tls(&self.url) {
+            let reason = "needs a rediss:// or rediss+cluster:// URL";
             if self.tls_root_cert.is_some() {
                 return bad("tls_root_cert", reason);
             }

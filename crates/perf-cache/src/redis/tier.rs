@@ -62,30 +62,26 @@ impl std::fmt::Debug for RedisTier {
     }
 }
 
-/// A client for the configuration's URL, its connection settings passed through `adjust`
-/// (the coherency subscriber asks for RESP3), with the configuration's TLS files, if any:
-/// shared by the tier and the coherency subscriber.
+/// A client for `url` (the configuration's URL, or one node of its cluster), its connection
+/// settings passed through `adjust` (the coherency subscriber asks for RESP3), with the
+/// configuration's TLS files, if any: shared by the tier and the coherency subscriber.
 pub(crate) fn open_client(
     config: &RedisTierConfig,
+    url: &str,
     adjust: impl FnOnce(ConnectionInfo) -> ConnectionInfo,
 ) -> Result<redis::Client> {
-    let info = config
-        .url
-        .as_str()
-        .into_connection_info()
-        .map_err(|e| Error::InvalidConfig {
-            field: "l2_url",
-            reason: format!("{}: {e}", redact_url(&config.url)),
-        })?;
-    let info = adjust(info);
-    #[cfg(feature = "redis-tls")]
-    if config.tls_root_cert.is_some() || config.tls_client_cert.is_some() {
-        return super::tls::client_with_certificates(config, info);
-    }
-    redis::Client::open(info).map_err(|e| Error::InvalidConfig {
+    let invalid = |e: redis::RedisError| Error::InvalidConfig {
         field: "l2_url",
-        reason: format!("{}: {e}", redact_url(&config.url)),
-    })
+        reason: format!("{}: {e}", redact_url(url)),
+    };
+    let info = adjust(url.into_connection_info().map_err(invalid)?);
+    #[cfg(feature = "redis-tls")]
+    if let Some(certificates) = super::tls::prepare(config)? {
+        return super::tls::client_with_certificates(config, info, certificates);
+    }
+    #[cfg(not(feature = "redis-tls"))]
+    let _ = config;
+    redis::Client::open(info).map_err(invalid)
 }
 
 impl RedisTier {
@@ -104,31 +100,18 @@ impl RedisTier {
                 reason: "RedisTier::new must be called inside a Tokio runtime".to_owned(),
             });
         }
-        match url_kind(&config.url)? {
-            UrlKind::Standalone => {}
-            UrlKind::Tls => {
-                #[cfg(not(feature = "redis-tls"))]
-                return Err(Error::InvalidConfig {
-                    field: "l2_url",
-                    reason: format!(
-                        "{}: rediss:// needs perf-cache's `redis-tls` feature",
-                        redact_url(&config.url)
-                    ),
-                });
-                #[cfg(feature = "redis-tls")]
-                super::tls::install_crypto_provider();
-            }
-            UrlKind::Cluster => {
-                return Err(Error::InvalidConfig {
-                    field: "l2_url",
-                    reason: format!(
-                        "{}: a cluster URL needs RedisClusterTier (feature `redis-cluster`)",
-                        redact_url(&config.url)
-                    ),
-                })
-            }
+        if url_kind(&config.url)? == UrlKind::Cluster {
+            return Err(Error::InvalidConfig {
+                field: "l2_url",
+                reason: format!(
+                    "{}: a cluster URL needs RedisClusterTier (feature `redis-cluster`)",
+                    redact_url(&config.url)
+                ),
+            });
         }
-        let client = open_client(&config, |info| info)?;
+        #[cfg(not(feature = "redis-tls"))]
+        super::url::reject_tls_without_feature(&config.url)?;
+        let client = open_client(&config, &config.url, |info| info)?;
         let manager_config = ConnectionManagerConfig::new()
             .set_min_delay(config.reconnect_min_delay)
             .set_max_delay(config.reconnect_max_delay)
@@ -180,11 +163,6 @@ impl RedisTier {
     /// The Redis key of a fleet lock (`{prefix}:lock:{name}`).
     pub(crate) fn lock_key(&self, name: &[u8]) -> Vec<u8> {
         self.join(b"lock:", name)
-    }
-
-    /// Records a call in this tier's statistics.
-    pub(crate) async fn stats_track<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
-        self.stats.track(fut).await
     }
 
     fn key_tags_key(&self, key: &[u8]) -> Vec<u8> {

@@ -1,12 +1,13 @@
-//! TLS for `rediss://` URLs: installs rustls's `ring` crypto provider once per process, and
-//! builds clients that trust a private CA or present a client certificate.
+//! TLS for `rediss://` and `rediss+cluster://` URLs: installs rustls's `ring` crypto provider
+//! once per process, and reads the certificates that make clients (one server's, or every
+//! cluster node's) trust a private CA or present a client certificate.
 
 use std::path::Path;
 
 use redis::{ClientTlsConfig, ConnectionInfo, TlsCertificates};
 
 use super::config::RedisTierConfig;
-use super::url::redact_url;
+use super::url::{is_tls, redact_url};
 use crate::error::{Error, Result};
 
 /// Installs the `ring` provider as rustls's process default unless one is installed already
@@ -18,13 +19,17 @@ pub(crate) fn install_crypto_provider() {
     }
 }
 
-/// A client for `info` with the configuration's CA file and client certificate, when it
-/// names any (the system's trust store and no client certificate otherwise).
-pub(crate) fn client_with_certificates(
-    config: &RedisTierConfig,
-    info: ConnectionInfo,
-) -> Result<redis::Client> {
+/// For a TLS URL (`rediss://`, `rediss+cluster://`): installs the crypto provider and reads
+/// the configuration's CA file and client certificate, `None` when it names neither (the
+/// system's trust store and no client certificate then). `None` for a plain URL.
+pub(crate) fn prepare(config: &RedisTierConfig) -> Result<Option<TlsCertificates>> {
+    if !is_tls(&config.url) {
+        return Ok(None);
+    }
     install_crypto_provider();
+    if config.tls_root_cert.is_none() && config.tls_client_cert.is_none() {
+        return Ok(None);
+    }
     let read = |field: &'static str, path: &Path| {
         std::fs::read(path).map_err(|e| Error::InvalidConfig {
             field,
@@ -53,14 +58,19 @@ pub(crate) fn client_with_certificates(
         }),
         None => None,
     };
-    redis::Client::build_with_tls(
-        info,
-        TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-    .map_err(|e| Error::InvalidConfig {
+    Ok(Some(TlsCertificates {
+        client_tls,
+        root_cert,
+    }))
+}
+
+/// A client for `info` (one node of `config`'s deployment) that uses `certificates`.
+pub(crate) fn client_with_certificates(
+    config: &RedisTierConfig,
+    info: ConnectionInfo,
+    certificates: TlsCertificates,
+) -> Result<redis::Client> {
+    redis::Client::build_with_tls(info, certificates).map_err(|e| Error::InvalidConfig {
         field: "l2_url",
         reason: format!("{}: TLS certificates: {e}", redact_url(&config.url)),
     })

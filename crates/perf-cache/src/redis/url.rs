@@ -10,7 +10,7 @@ pub enum UrlKind {
     Standalone,
     /// `rediss://`: one server over TLS.
     Tls,
-    /// `redis+cluster://` or `rediss+cluster://`: a Redis Cluster seed list.
+    /// `redis+cluster://` or `rediss+cluster://` (TLS): a Redis Cluster seed list.
     Cluster,
 }
 
@@ -22,6 +22,7 @@ pub enum UrlKind {
 /// assert_eq!(url_kind("redis://:secret@10.0.0.1:6379/2").unwrap(), UrlKind::Standalone);
 /// assert_eq!(url_kind("rediss://cache.example:6380").unwrap(), UrlKind::Tls);
 /// assert_eq!(url_kind("redis+cluster://a:7000,b:7001").unwrap(), UrlKind::Cluster);
+/// assert_eq!(url_kind("rediss+cluster://a:7000,b:7001").unwrap(), UrlKind::Cluster);
 /// assert!(url_kind("http://nope").is_err());
 /// ```
 pub fn url_kind(url: &str) -> Result<UrlKind> {
@@ -33,11 +34,35 @@ pub fn url_kind(url: &str) -> Result<UrlKind> {
         _ => Err(Error::InvalidConfig {
             field: "l2_url",
             reason: format!(
-                "{} must start with redis://, rediss://, redis+cluster:// or unix://",
+                "{} must start with redis://, rediss://, redis+cluster://, rediss+cluster:// or unix://",
                 redact_url(url)
             ),
         }),
     }
+}
+
+/// Whether `url` asks for TLS (`rediss://` or `rediss+cluster://`).
+pub(crate) fn is_tls(url: &str) -> bool {
+    let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+    matches!(
+        scheme.to_ascii_lowercase().as_str(),
+        "rediss" | "rediss+cluster"
+    )
+}
+
+/// Without the `redis-tls` feature, a TLS URL is a configuration error that names the feature.
+#[cfg(not(feature = "redis-tls"))]
+pub(crate) fn reject_tls_without_feature(url: &str) -> Result<()> {
+    if !is_tls(url) {
+        return Ok(());
+    }
+    Err(Error::InvalidConfig {
+        field: "l2_url",
+        reason: format!(
+            "{}: TLS (rediss://, rediss+cluster://) needs perf-cache's `redis-tls` feature",
+            redact_url(url)
+        ),
+    })
 }
 
 /// `url` with any password replaced by `***`, safe to log or put in an error.
@@ -75,6 +100,9 @@ pub fn redact_url(url: &str) -> String {
 ///
 /// let seeds = cluster_seeds("redis+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001").unwrap();
 /// assert_eq!(seeds, ["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]);
+/// // TLS to every node.
+/// let seeds = cluster_seeds("rediss+cluster://10.0.0.1:7000,10.0.0.2:7001").unwrap();
+/// assert_eq!(seeds, ["rediss://10.0.0.1:7000", "rediss://10.0.0.2:7001"]);
 /// ```
 pub fn cluster_seeds(url: &str) -> Result<Vec<String>> {
     let bad = |reason: &str| Error::InvalidConfig {

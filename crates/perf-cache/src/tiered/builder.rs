@@ -154,12 +154,30 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
         self
     }
 
-    /// Only one process of the fleet runs a `get_or_compute` loader for a key, under a lock in
-    /// `tier` (feature `redis`).
+    /// Only one process of the fleet runs a `get_or_compute` loader (or a `get_or_refresh`
+    /// refresh) for a key, under a lock in `tier` (feature `redis`): a
+    /// [`RedisTier`](crate::redis::RedisTier) or, with `redis-cluster`, a
+    /// `RedisClusterTier` — any [`RedisBackend`](crate::redis::RedisBackend).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> perf_cache::Result<()> {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use perf_cache::redis::{RedisTier, RedisTierConfig};
+    /// use perf_cache::tier::SharedTier;
+    /// use perf_cache::tiered::{FleetLockConfig, TieredCache};
+    ///
+    /// let l2 = Arc::new(RedisTier::new(RedisTierConfig::new("redis://127.0.0.1:6379"))?);
+    /// let cache: TieredCache<String> = TieredCache::builder()
+    ///     .l2(l2.clone() as SharedTier)
+    ///     .fleet_lock(l2, FleetLockConfig::new(Duration::from_secs(30)))
+    ///     .build();
+    /// # let _ = cache; Ok(()) }
+    /// ```
     #[cfg(feature = "redis")]
-    pub fn fleet_lock(
+    pub fn fleet_lock<B: crate::redis::RedisBackend + 'static>(
         mut self,
-        tier: Arc<crate::redis::RedisTier>,
+        tier: Arc<B>,
         mut config: super::FleetLockConfig,
     ) -> Self {
         config.tier = Some(tier);

@@ -28,8 +28,9 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct FleetLockConfig {
-    /// The Redis tier holding the lock (usually the L2 tier itself).
-    pub tier: Option<Arc<crate::redis::RedisTier>>,
+    /// The Redis deployment holding the lock (usually the L2 tier itself: a `RedisTier` or a
+    /// `RedisClusterTier`).
+    pub tier: Option<Arc<dyn crate::redis::RedisBackend>>,
     /// Lock lifetime: longer than a loader run, so it does not expire mid-computation.
     pub ttl: Duration,
     /// Longest a process waits for another's result before computing itself.
@@ -214,6 +215,7 @@ impl<V: CacheValue> TieredCache<V> {
         Fut: Future<Output = std::result::Result<V, E>>,
         E: Into<Box<dyn std::error::Error + Send + Sync + 'static>>,
     {
+        use crate::redis::RedisBackend as _;
         let Some(tier) = &lock.tier else {
             let value = self.run_loader(loader).await?;
             self.set_arc(key, value.clone(), opts).await;

@@ -106,6 +106,8 @@ impl<V: CacheValue> TieredCache<V> {
         let _ = fresh_for;
         runtime.spawn(async move {
             #[cfg(feature = "redis")]
+            use crate::redis::RedisBackend as _;
+            #[cfg(feature = "redis")]
             let guard = match &cache.inner.fleet_lock {
                 Some(lock) => match &lock.tier {
                     Some(tier) => match tier.try_lock(&key, lock.ttl).await {

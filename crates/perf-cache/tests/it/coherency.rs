@@ -10,9 +10,11 @@ use perf_cache::redis::{RedisTier, RedisTierConfig};
 use perf_cache::tier::SharedTier;
 use perf_cache::tiered::{TieredCache, WriteOptions};
 
-struct Process {
-    cache: TieredCache<String>,
-    coherency: Coherency,
+/// One "process": a manager with its own L1 and its coherency layer (also used by the
+/// cluster tests).
+pub(crate) struct Process {
+    pub(crate) cache: TieredCache<String>,
+    pub(crate) coherency: Coherency,
 }
 
 async fn process(url: &str, prefix: &str, policy: DisconnectPolicy) -> Process {
@@ -38,7 +40,7 @@ async fn process_with(config: RedisTierConfig, policy: DisconnectPolicy) -> Proc
     Process { cache, coherency }
 }
 
-fn in_l1(p: &Process, key: &[u8]) -> bool {
+pub(crate) fn in_l1(p: &Process, key: &[u8]) -> bool {
     p.cache.l1().unwrap().contains_key(key)
 }
 
@@ -46,7 +48,7 @@ fn in_l1(p: &Process, key: &[u8]) -> bool {
 /// A read that follows a write in another process must wait for it: otherwise the write's
 /// invalidation can arrive after the read promoted the new value into L1, and remove it
 /// (harmless, one more miss, but not the state a test then asserts).
-async fn until_applied(p: &Process, before: u64) {
+pub(crate) async fn until_applied(p: &Process, before: u64) {
     for _ in 0..1_000 {
         if p.coherency.stats().applied > before {
             return;
@@ -56,8 +58,29 @@ async fn until_applied(p: &Process, before: u64) {
     panic!("the other process's invalidation never arrived");
 }
 
+/// `from` writes `key`; once `to` has applied the write's invalidation, `to` reads the value
+/// into its own L1.
+pub(crate) async fn write_then_read_elsewhere(
+    from: &Process,
+    to: &Process,
+    key: &[u8],
+    value: &str,
+    tags: &[&str],
+) {
+    let before = to.coherency.stats().applied;
+    from.cache
+        .set(key, value.to_owned(), WriteOptions::new().tags(tags))
+        .await;
+    until_applied(to, before).await;
+    assert_eq!(
+        to.cache.get(key).await.as_deref().map(String::as_str),
+        Some(value)
+    );
+    assert!(in_l1(to, key));
+}
+
 /// Polls (bounded) until `key` has left `p`'s L1.
-async fn until_gone(p: &Process, key: &[u8]) {
+pub(crate) async fn until_gone(p: &Process, key: &[u8]) {
     for _ in 0..1_000 {
         if !in_l1(p, key) {
             return;
@@ -76,16 +99,7 @@ async fn writes_in_one_process_invalidate_the_others_l1() {
     assert_ne!(a.coherency.origin(), b.coherency.origin());
 
     // Set: B holds v1 in L1, A overwrites, B's copy goes and B reads v2 from L2.
-    let before = b.coherency.stats().applied;
-    a.cache
-        .set(b"k", "v1".into(), WriteOptions::new().tags(&["t"]))
-        .await;
-    until_applied(&b, before).await;
-    assert_eq!(
-        b.cache.get(b"k").await.as_deref().map(String::as_str),
-        Some("v1")
-    );
-    assert!(in_l1(&b, b"k"));
+    write_then_read_elsewhere(&a, &b, b"k", "v1", &["t"]).await;
     let mut rounds = 0;
     for i in 0..200u32 {
         let v = format!("v{}", i + 2);
@@ -104,18 +118,10 @@ async fn writes_in_one_process_invalidate_the_others_l1() {
     assert!(b.cache.get(b"k").await.is_some() && in_l1(&b, b"k"));
     a.cache.delete(b"k").await;
     until_gone(&b, b"k").await;
-    let before = a.coherency.stats().applied;
-    b.cache
-        .set(b"x", "1".into(), WriteOptions::new().tags(&["grp"]))
-        .await;
-    until_applied(&a, before).await;
-    assert!(a.cache.get(b"x").await.is_some() && in_l1(&a, b"x"));
+    write_then_read_elsewhere(&b, &a, b"x", "1", &["grp"]).await;
     b.cache.delete_by_tags(&["grp"]).await;
     until_gone(&a, b"x").await;
-    let before = a.coherency.stats().applied;
-    b.cache.set(b"y", "1".into(), WriteOptions::new()).await;
-    until_applied(&a, before).await;
-    assert!(a.cache.get(b"y").await.is_some() && in_l1(&a, b"y"));
+    write_then_read_elsewhere(&b, &a, b"y", "1", &[]).await;
     b.cache.clear().await;
     until_gone(&a, b"y").await;
 

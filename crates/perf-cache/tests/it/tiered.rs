@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use perf_cache::l1::Cache;
-use perf_cache::redis::{RedisTier, RedisTierConfig};
+use perf_cache::redis::{RedisBackend, RedisTier, RedisTierConfig};
 use perf_cache::tier::{RemoteTier, SharedTier};
 use perf_cache::tiered::{BreakerConfig, FleetLockConfig, TieredCache, WriteOptions};
 use perf_cache::Error;
@@ -872,7 +872,7 @@ async fn set_many_writes_every_level_with_ttl_and_tags() {
 
 /// A loader for `get_or_refresh` that counts its calls, waits for `gate` (if any), then
 /// returns `value` (or an error when `value` is `None`).
-fn refresh_loader(
+pub(crate) fn refresh_loader(
     calls: &Arc<AtomicUsize>,
     gate: Option<&Arc<tokio::sync::Notify>>,
     value: Option<&'static str>,
@@ -895,7 +895,7 @@ fn refresh_loader(
 }
 
 /// Polls (bounded) until `done` holds: background work on Redis, not time, is awaited.
-async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
+pub(crate) async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
     for _ in 0..2_000 {
         if done().await {
             return;
@@ -998,20 +998,26 @@ async fn stale_values_are_served_while_one_refresh_writes_every_level() {
     a.clear().await;
 }
 
+/// One "process" for the fleet-lock refresh tests: an L1 and the manager on `clock`, `tier`
+/// as L2 and as the holder of a 30 s fleet lock.
+pub(crate) fn fleet_refresh_cache<T: RemoteTier + RedisBackend + 'static>(
+    tier: Arc<T>,
+    clock: &ManualClock,
+) -> TieredCache<String> {
+    TieredCache::builder()
+        .l1(Cache::builder().clock(clock.shared()).build())
+        .l2(tier.clone() as SharedTier)
+        .clock(clock.shared())
+        .fleet_lock(tier, FleetLockConfig::new(Duration::from_secs(30)))
+        .build()
+}
+
 #[tokio::test]
 async fn with_the_fleet_lock_one_process_refreshes() {
     let url = perf_testkit::require_redis!();
     let prefix = perf_testkit::unique_name("tiered_swr_fleet");
     let clock = ManualClock::new();
-    let make = || {
-        let t = redis_tier(&url, &prefix);
-        TieredCache::<String>::builder()
-            .l1(Cache::builder().clock(clock.shared()).build())
-            .l2(t.clone() as SharedTier)
-            .clock(clock.shared())
-            .fleet_lock(t, FleetLockConfig::new(Duration::from_secs(30)))
-            .build()
-    };
+    let make = || fleet_refresh_cache(redis_tier(&url, &prefix), &clock);
     let (a, b) = (make(), make());
     let opts = WriteOptions::new().ttl(Duration::from_secs(60));
     let age = Duration::from_secs(30);
