@@ -253,13 +253,27 @@ impl Minis {
         }))
     }
 
+    /// Whether a get of `hash` is fed to the simulations. Bits 40.. are independent of the
+    /// shard choice and of the index's bucket bits.
+    #[inline]
+    fn samples(&self, hash: u64) -> bool {
+        (hash >> 40) & ((1 << self.shift) - 1) == 0
+    }
+
     /// Feeds a get of `hash` to the simulations if it is sampled; returns a new shape when
     /// the period ends and another candidate leads. `filled`: the shard has evicted.
+    #[inline]
     fn observe(&mut self, hash: u64, live_entries: usize, filled: bool) -> Option<Shape> {
-        // Bits 40.. are independent of the shard choice and of the index's bucket bits.
-        if (hash >> 40) & ((1 << self.shift) - 1) != 0 {
+        if !self.samples(hash) {
             return None;
         }
+        self.observe_sampled(hash, live_entries, filled)
+    }
+
+    /// [`observe`](Self::observe) for a sampled get: five simulated gets, out of line so the
+    /// unsampled gets stay short.
+    #[inline(never)]
+    fn observe_sampled(&mut self, hash: u64, live_entries: usize, filled: bool) -> Option<Shape> {
         for (i, mini) in self.caches.iter_mut().enumerate() {
             // A shard's table and sketch hash keys with its own hasher; the key here is `hash`.
             let h = mini.hasher.hash_one(hash);
@@ -470,6 +484,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.weight
     }
 
+    #[inline]
     fn node(&self, idx: u32) -> &Node<K, V> {
         match &self.slots[idx as usize] {
             Some(n) => n,
@@ -478,6 +493,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         }
     }
 
+    #[inline]
     fn node_mut(&mut self, idx: u32) -> &mut Node<K, V> {
         match &mut self.slots[idx as usize] {
             Some(n) => n,
@@ -501,6 +517,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
         self.expires[i] = expires;
     }
 
+    #[inline]
     fn find<Q>(&self, hash: u64, key: &Q) -> Option<u32>
     where
         K: Borrow<Q>,
@@ -564,7 +581,22 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     // ----- policy hooks -----
 
+    /// The policy's bookkeeping for a hit. The common TinyLFU case, a hit in the window or the
+    /// protected queue, only sets the entry's reference bit and is inlined into the get; the
+    /// relinking cases are out of line.
+    #[inline]
     fn on_hit(&mut self, idx: u32) {
+        match self.policy {
+            Policy::TinyLfu if self.node(idx).queue != PROBATION => {
+                self.node_mut(idx).flags |= REFERENCED;
+            }
+            _ => self.on_hit_relink(idx),
+        }
+    }
+
+    /// [`on_hit`](Self::on_hit) for the cases that move the entry between or within queues.
+    #[inline(never)]
+    fn on_hit_relink(&mut self, idx: u32) {
         match self.policy {
             Policy::Lru => self.move_front(idx, 0),
             Policy::Fifo => {}
@@ -577,14 +609,12 @@ impl<K: Hash + Eq, V> Shard<K, V> {
                 self.node_mut(idx).freq = level;
                 self.move_front(idx, level);
             }
-            Policy::TinyLfu => match self.node(idx).queue {
-                PROBATION => {
-                    self.unlink(idx);
-                    self.push_front(idx, PROTECTED);
-                    self.demote_protected();
-                }
-                _ => self.node_mut(idx).flags |= REFERENCED,
-            },
+            Policy::TinyLfu => {
+                // A hit in probation: the entry moves to the protected queue.
+                self.unlink(idx);
+                self.push_front(idx, PROTECTED);
+                self.demote_protected();
+            }
         }
     }
 
@@ -803,6 +833,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
 
     /// Looks `key` up; an expired entry is removed and reported as a miss. A hit returns
     /// `read` of the value (a clone, or nothing) and the entry's deadline.
+    #[inline]
     pub(crate) fn get_entry<Q, R>(
         &mut self,
         hash: u64,
@@ -819,8 +850,7 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             Some(idx) => {
                 let expires = self.expires_of(idx);
                 if expires != 0 && expires <= now() {
-                    self.remove_idx(idx, Cause::Expired);
-                    self.publish();
+                    self.expire(idx);
                     None
                 } else {
                     self.on_hit(idx);
@@ -846,6 +876,13 @@ impl<K: Hash + Eq, V> Shard<K, V> {
             self.stats.misses.inc();
         }
         hit
+    }
+
+    /// Removes `idx`, found expired by a read (out of line: the get path stays short).
+    #[cold]
+    fn expire(&mut self, idx: u32) {
+        self.remove_idx(idx, Cause::Expired);
+        self.publish();
     }
 
     /// Looks `key` up without touching policy state or statistics.
