@@ -9,6 +9,7 @@ mod batch_memory;
 mod cache;
 mod cache_latency;
 mod cache_redis;
+mod cache_restart;
 mod cache_seeds;
 mod cache_tags;
 mod cache_warming;
@@ -170,6 +171,11 @@ pub fn groups() -> Vec<Group> {
             "cache_coherency",
             "perf-cache cross-process L1 coherency: staleness after a set, two managers sharing Redis",
             cache_redis::coherency_staleness,
+        ),
+        Group::new(
+            "cache_redis_restart",
+            "perf-cache: a private Redis killed and restarted under load; time until L2 is used again vs the 1 s target, failed reads",
+            cache_restart::restart_under_load,
         ),
         Group::new(
             "cost_count",
