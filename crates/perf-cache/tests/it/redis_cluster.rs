@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use crate::coherency::{in_l1, until_gone, write_then_read_elsewhere, Process};
 use crate::tiered::{
-    fleet_cache, fleet_refresh_cache, gated_loader, refresh_loader, until, WAIT_BOUND,
+    fleet_cache, fleet_refresh_cache, one_loader_run_for_the_fleet, refresh_loader, until,
+    WAIT_BOUND,
 };
 use perf_cache::coherency::{Coherency, CoherencyConfig};
 use perf_cache::l1::Cache;
@@ -341,51 +342,7 @@ async fn the_fleet_lock_on_a_cluster_lets_one_process_compute() {
     };
     let (a, b) = (make(), make());
     let probe = cluster_tier(&cluster.url(), &prefix);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let callers = |cache: &TieredCache<u64>| {
-        (0..8)
-            .map(|_| {
-                let (cache, loader) = (cache.clone(), gated_loader(&calls, &gate));
-                tokio::spawn(async move {
-                    cache
-                        .get_or_compute(b"report", WriteOptions::new(), loader)
-                        .await
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-    // A's callers: one of them takes the lock and runs the loader, which waits at the gate.
-    let in_a = callers(&a);
-    until("A's loader to start", async || {
-        calls.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    // B's 8 callers miss L2 once each; a 9th miss is its leader's poll after finding the lock
-    // taken. (Were the lock to fail, B's leader would run its loader without polling; were
-    // it to be granted twice, the loader would run twice.)
-    let in_b = callers(&b);
-    until("B to poll L2 while A holds the lock", async || {
-        probe.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= 9
-    })
-    .await;
-    gate.add_permits(16);
-    let results = tokio::time::timeout(WAIT_BOUND, async {
-        let mut results = Vec::new();
-        for caller in in_a.into_iter().chain(in_b) {
-            results.push(caller.await.unwrap().unwrap());
-        }
-        results
-    })
-    .await
-    .expect("every caller returns");
-    assert!(results.iter().all(|v| **v == 7));
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "one loader run for the fleet"
-    );
-    assert!(!probe.is_locked(b"report").await.unwrap(), "lock released");
+    one_loader_run_for_the_fleet(&a, &b, 8, probe.as_ref()).await;
 
     // The lock is free for the next computation: B takes it for another key at once, and
     // anyone can take the first key's lock again.

@@ -336,7 +336,7 @@ pub(crate) fn fleet_cache<T: RemoteTier + RedisBackend + 'static>(
 /// A `get_or_compute` loader that counts its runs, then waits for a permit of `gate` and
 /// returns 7. Releasing the gate with `add_permits(16)` lets every run through, so a second
 /// run shows as a count of 2 rather than a hang.
-pub(crate) fn gated_loader(
+fn gated_loader(
     calls: &Arc<AtomicUsize>,
     gate: &Arc<tokio::sync::Semaphore>,
 ) -> impl FnOnce() -> std::pin::Pin<
@@ -353,48 +353,69 @@ pub(crate) fn gated_loader(
     }
 }
 
-#[tokio::test]
-async fn the_fleet_lock_lets_one_process_compute() {
-    let url = perf_testkit::require_redis!();
-    let prefix = perf_testkit::unique_name("tiered_fleet");
-    let tier = redis_tier(&url, &prefix);
-    // Two "processes": separate L1s, separate tier connections, one Redis.
-    let make = || fleet_cache(redis_tier(&url, &prefix), Duration::from_secs(10));
-    let (a, b) = (make(), make());
+/// Two "processes" `a` and `b` of one fleet, `callers` concurrent `get_or_compute` calls of
+/// one key in each: A's leader takes the lock (seen through `probe`) and runs the loader, B's
+/// leader finds the lock taken and polls L2 until A's value is there. Checks that the loader
+/// ran once for the fleet and that the lock was released.
+pub(crate) async fn one_loader_run_for_the_fleet(
+    a: &TieredCache<u64>,
+    b: &TieredCache<u64>,
+    callers: usize,
+    probe: &dyn RedisBackend,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
-    let call = |cache: &TieredCache<u64>| {
-        let (cache, loader) = (cache.clone(), gated_loader(&calls, &gate));
-        tokio::spawn(async move {
-            cache
-                .get_or_compute(b"report", WriteOptions::new(), loader)
-                .await
-        })
+    let start = |cache: &TieredCache<u64>| {
+        (0..callers)
+            .map(|_| {
+                let (cache, loader) = (cache.clone(), gated_loader(&calls, &gate));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_compute(b"report", WriteOptions::new(), loader)
+                        .await
+                })
+            })
+            .collect::<Vec<_>>()
     };
-    let ta = call(&a);
-    // Wait until A holds the lock and runs its loader, then start B.
+    // A's callers: one of them takes the lock and runs the loader, which waits at the gate.
+    let in_a = start(a);
     until("A's loader to start", async || {
         calls.load(Ordering::SeqCst) == 1
     })
     .await;
-    let tb = call(&b);
-    // B's one caller misses L2 once; a second miss is its poll after finding the lock taken
-    // (with the lock failing, B would run its loader without polling).
+    // B's callers miss L2 once each; one more miss is its leader's poll after finding the
+    // lock taken. (Were the lock to fail, B's leader would run its loader without polling;
+    // were it granted twice, the loader would run twice.)
+    let in_b = start(b);
+    let misses = u64::try_from(callers).unwrap() + 1;
     until("B to poll L2 while A holds the lock", async || {
-        tier.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= 2
+        probe.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= misses
     })
     .await;
     gate.add_permits(16);
-    let (va, vb) = tokio::time::timeout(WAIT_BOUND, async { (ta.await, tb.await) })
-        .await
-        .expect("both callers return");
-    assert_eq!((*va.unwrap().unwrap(), *vb.unwrap().unwrap()), (7, 7));
+    tokio::time::timeout(WAIT_BOUND, async {
+        for caller in in_a.into_iter().chain(in_b) {
+            assert_eq!(*caller.await.unwrap().unwrap(), 7);
+        }
+    })
+    .await
+    .expect("every caller returns");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
         "one loader run for the fleet"
     );
-    assert!(!tier.is_locked(b"report").await.unwrap(), "lock released");
+    assert!(!probe.is_locked(b"report").await.unwrap(), "lock released");
+}
+
+#[tokio::test]
+async fn the_fleet_lock_lets_one_process_compute() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("tiered_fleet");
+    // Two "processes": separate L1s, separate tier connections, one Redis.
+    let make = || fleet_cache(redis_tier(&url, &prefix), Duration::from_secs(10));
+    let (a, b) = (make(), make());
+    one_loader_run_for_the_fleet(&a, &b, 1, redis_tier(&url, &prefix).as_ref()).await;
     a.clear().await;
 }
 
