@@ -232,8 +232,11 @@ impl Coherency {
     /// `cache`'s L1. Must be called inside a tokio runtime.
     ///
     /// On a cluster, the subscriber connects to one node, the first of the URL's seeds that
-    /// answers (after a failure or a disconnection, the next one, with the same backoff), since
-    /// a classic `PUBLISH` reaches every node of a cluster.
+    /// answers, since a classic `PUBLISH` reaches every node of a cluster. A failed connection
+    /// or subscription moves on to the next seed after a backoff delay (doubling from
+    /// `reconnect_min_delay` to `reconnect_max_delay`, slept on the cache's clock); a lost
+    /// subscription moves on to the next seed at once, and the delay restarts from the minimum
+    /// after each successful subscription.
     pub fn attach<V: CacheValue, B: RedisBackend + ?Sized>(
         cache: &TieredCache<V>,
         redis: &B,

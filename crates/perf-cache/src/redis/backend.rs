@@ -17,8 +17,8 @@ use crate::tier::TierStats;
 
 /// A Redis deployment that can hold [fleet locks](crate::tiered::FleetLockConfig) and carry
 /// [coherency](crate::coherency) messages: [`RedisTier`] (one server) or `RedisClusterTier`
-/// (feature `redis-cluster`), or an `Arc` of either. Sealed: perf-cache implements it for its
-/// own tiers only.
+/// (feature `redis-cluster`), or an `Arc`, a `Box` or a reference of any backend (so
+/// `Arc<dyn RedisBackend>` too). Sealed: perf-cache implements it for its own tiers only.
 ///
 /// A lock is one key (`{prefix}:lock:{name}`, one slot on a cluster), taken with
 /// `SET NX PX` and released by a Lua compare-and-delete of its token, so it works the same on
@@ -40,18 +40,83 @@ use crate::tier::TierStats;
 /// assert_eq!(backend.config().prefix, "perfkit");
 /// # Ok(()) }
 /// ```
+///
+/// The forms that are backends (this compiles; it only builds values):
+///
+/// ```
+/// use std::sync::Arc;
+/// use perf_cache::coherency::{Coherency, CoherencyConfig};
+/// use perf_cache::redis::{RedisBackend, RedisTier};
+/// use perf_cache::tiered::TieredCache;
+///
+/// fn is_backend<B: RedisBackend + ?Sized>(_: &B) {}
+///
+/// fn forms(tier: RedisTier, cache: &TieredCache<String>) -> perf_cache::Result<()> {
+///     let by_ref: &RedisTier = &tier;
+///     is_backend(&tier);
+///     is_backend(&by_ref); // &&RedisTier
+///     let boxed: Box<RedisTier> = Box::new(tier);
+///     is_backend(&boxed);
+///     let shared: Arc<dyn RedisBackend> = Arc::<RedisTier>::from(boxed);
+///     is_backend(&shared);
+///     is_backend(&*shared); // dyn RedisBackend
+///     // Coherency::attach takes a reference to any of them.
+///     let _c = Coherency::attach(cache, &shared, CoherencyConfig::default())?;
+///     Ok(())
+/// }
+/// ```
 #[async_trait]
 pub trait RedisBackend: sealed::Sealed + Send + Sync + std::fmt::Debug {
     /// The configuration in use (URL, prefix, timeout, TLS files).
+    ///
+    /// ```
+    /// use perf_cache::redis::{RedisBackend, RedisTier, RedisTierConfig};
+    ///
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// // Making a tier does not connect.
+    /// let tier = RedisTier::new(RedisTierConfig::new("redis://127.0.0.1:6379").prefix("app"))?;
+    /// let backend: &dyn RedisBackend = &tier;
+    /// assert_eq!(backend.config().prefix, "app");
+    /// # Ok::<_, perf_cache::Error>(()) }).unwrap();
+    /// ```
     fn config(&self) -> &RedisTierConfig;
 
     /// Tries once to take the fleet-wide lock `name` (stored at `{prefix}:lock:{name}`) for
     /// `ttl`; `None` when another holder has it.
+    ///
+    /// ```no_run
+    /// # async fn demo(backend: std::sync::Arc<dyn perf_cache::redis::RedisBackend>) -> perf_cache::Result<()> {
+    /// use std::time::Duration;
+    /// use perf_cache::redis::RedisBackend;
+    ///
+    /// match backend.try_lock(b"rebuild-index", Duration::from_secs(60)).await? {
+    ///     Some(guard) => {
+    ///         // ... this process rebuilds ...
+    ///         guard.release().await?;
+    ///     }
+    ///     None => { /* another process of the fleet is at it */ }
+    /// }
+    /// # Ok(()) }
+    /// ```
     async fn try_lock(&self, name: &[u8], ttl: Duration) -> Result<Option<LockGuard>> {
         lock::try_lock(self, name, ttl).await
     }
 
     /// Whether the lock `name` is currently held by anyone.
+    ///
+    /// ```no_run
+    /// # async fn demo(backend: &dyn perf_cache::redis::RedisBackend) -> perf_cache::Result<()> {
+    /// use std::time::Duration;
+    /// use perf_cache::redis::RedisBackend;
+    ///
+    /// let guard = backend.try_lock(b"job", Duration::from_secs(10)).await?;
+    /// assert_eq!(backend.is_locked(b"job").await?, true);
+    /// if let Some(guard) = guard {
+    ///     guard.release().await?;
+    ///     assert!(!backend.is_locked(b"job").await?);
+    /// }
+    /// # Ok(()) }
+    /// ```
     async fn is_locked(&self, name: &[u8]) -> Result<bool> {
         lock::is_locked(self, name).await
     }
@@ -143,35 +208,43 @@ impl sealed::Sealed for RedisTier {
     }
 }
 
-#[async_trait]
-impl<T: RedisBackend + ?Sized> RedisBackend for Arc<T> {
-    fn config(&self) -> &RedisTierConfig {
-        (**self).config()
-    }
+/// `Arc`, `Box` and `&` of a backend are backends too (so `&Arc<RedisTier>`, `&&RedisTier`
+/// and `Arc<dyn RedisBackend>` are accepted wherever a backend is).
+macro_rules! forward_backend {
+    ($($pointer:ty),+) => {$(
+        #[async_trait]
+        impl<T: RedisBackend + ?Sized> RedisBackend for $pointer {
+            fn config(&self) -> &RedisTierConfig {
+                (**self).config()
+            }
 
-    async fn try_lock(&self, name: &[u8], ttl: Duration) -> Result<Option<LockGuard>> {
-        (**self).try_lock(name, ttl).await
-    }
+            async fn try_lock(&self, name: &[u8], ttl: Duration) -> Result<Option<LockGuard>> {
+                (**self).try_lock(name, ttl).await
+            }
 
-    async fn is_locked(&self, name: &[u8]) -> Result<bool> {
-        (**self).is_locked(name).await
-    }
+            async fn is_locked(&self, name: &[u8]) -> Result<bool> {
+                (**self).is_locked(name).await
+            }
+        }
+
+        impl<T: RedisBackend + ?Sized> sealed::Sealed for $pointer {
+            fn connection(&self) -> Connection {
+                (**self).connection()
+            }
+
+            fn lock_key(&self, name: &[u8]) -> Vec<u8> {
+                (**self).lock_key(name)
+            }
+
+            fn tier_stats(&self) -> &TierStats {
+                (**self).tier_stats()
+            }
+
+            fn node_urls(&self) -> Result<Vec<String>> {
+                (**self).node_urls()
+            }
+        }
+    )+};
 }
 
-impl<T: RedisBackend + ?Sized> sealed::Sealed for Arc<T> {
-    fn connection(&self) -> Connection {
-        (**self).connection()
-    }
-
-    fn lock_key(&self, name: &[u8]) -> Vec<u8> {
-        (**self).lock_key(name)
-    }
-
-    fn tier_stats(&self) -> &TierStats {
-        (**self).tier_stats()
-    }
-
-    fn node_urls(&self) -> Result<Vec<String>> {
-        (**self).node_urls()
-    }
-}
+forward_backend!(Arc<T>, Box<T>, &T);

@@ -135,6 +135,16 @@ impl RedisClusterTier {
     }
 
     /// The configuration in use.
+    ///
+    /// ```
+    /// use perf_cache::redis::{RedisClusterTier, RedisTierConfig};
+    ///
+    /// // Making the tier does not connect.
+    /// let config = RedisTierConfig::new("redis+cluster://10.0.0.1:7000,10.0.0.2:7000").prefix("app");
+    /// let tier = RedisClusterTier::new(config)?;
+    /// assert_eq!(tier.config().prefix, "app");
+    /// # Ok::<_, perf_cache::Error>(())
+    /// ```
     pub fn config(&self) -> &RedisTierConfig {
         &self.config
     }

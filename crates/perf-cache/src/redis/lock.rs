@@ -157,6 +157,14 @@ impl super::RedisClusterTier {
     }
 
     /// Whether the lock `name` is currently held by anyone.
+    ///
+    /// ```no_run
+    /// # async fn demo(tier: &perf_cache::redis::RedisClusterTier) -> perf_cache::Result<()> {
+    /// if tier.is_locked(b"report:42").await? {
+    ///     // another process of the fleet computes the report; read it from L2 later
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn is_locked(&self, name: &[u8]) -> Result<bool> {
         is_locked(self, name).await
     }

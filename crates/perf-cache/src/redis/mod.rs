@@ -14,7 +14,8 @@
 //! `rediss+cluster://…` over TLS with the `redis-tls` feature and the same certificate
 //! settings) are served by `RedisClusterTier` (feature `redis-cluster`): same key layout and
 //! semantics, single-slot commands only, so keys spread over every shard; `clear` scans every
-//! primary. [`RedisTier::new`] rejects them with a typed error.
+//! primary. [`RedisTier::new`] rejects them with a typed error. Every node's certificate is
+//! checked: `#insecure` on a cluster URL is a configuration error.
 //!
 //! Both tiers are a [`RedisBackend`], so the fleet lock
 //! ([`TieredCacheBuilder::fleet_lock`](crate::tiered::TieredCacheBuilder::fleet_lock), one key

@@ -103,6 +103,8 @@ pub fn redact_url(url: &str) -> String {
 /// // TLS to every node.
 /// let seeds = cluster_seeds("rediss+cluster://10.0.0.1:7000,10.0.0.2:7001").unwrap();
 /// assert_eq!(seeds, ["rediss://10.0.0.1:7000", "rediss://10.0.0.2:7001"]);
+/// // Certificates are always checked on a cluster: `#insecure` is refused.
+/// assert!(cluster_seeds("rediss+cluster://10.0.0.1:7000,10.0.0.2:7001#insecure").is_err());
 /// ```
 pub fn cluster_seeds(url: &str) -> Result<Vec<String>> {
     let bad = |reason: &str| Error::InvalidConfig {
@@ -115,6 +117,14 @@ pub fn cluster_seeds(url: &str) -> Result<Vec<String>> {
         "rediss+cluster" => "rediss",
         _ => return Err(bad("not a cluster URL")),
     };
+    // A fragment would stick to the last seed only, and the cluster client verifies every
+    // node's certificate anyway (`#insecure` is for one `rediss://` server in tests).
+    if rest.contains('#') {
+        return Err(bad(
+            "a #fragment such as #insecure is not supported on cluster URLs (certificates are \
+             always verified; use tls_root_cert for a private CA)",
+        ));
+    }
     let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
     let (userinfo, hosts) = match authority.rfind('@') {
@@ -133,4 +143,34 @@ pub fn cluster_seeds(url: &str) -> Result<Vec<String>> {
         return Err(bad("no seed nodes"));
     }
     Ok(seeds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cluster_url_with_insecure_is_a_config_error() {
+        for url in [
+            "rediss+cluster://:pw@10.0.0.1:7000,10.0.0.2:7001#insecure",
+            "rediss+cluster://10.0.0.1:7000/#insecure",
+            "redis+cluster://10.0.0.1:7000#insecure",
+        ] {
+            match cluster_seeds(url) {
+                Err(Error::InvalidConfig { field, reason }) => {
+                    assert_eq!(field, "l2_url");
+                    assert!(reason.contains("#insecure"), "{reason}");
+                    assert!(!reason.contains(":pw@"), "password leaked: {reason}");
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert_eq!(
+            cluster_seeds("rediss+cluster://a:7000,b:7001/").ok(),
+            Some(vec![
+                "rediss://a:7000/".to_owned(),
+                "rediss://b:7001/".to_owned()
+            ])
+        );
+    }
 }

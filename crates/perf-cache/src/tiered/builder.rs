@@ -174,10 +174,32 @@ impl<V: CacheValue> TieredCacheBuilder<V> {
     ///     .build();
     /// # let _ = cache; Ok(()) }
     /// ```
+    ///
+    /// `tier` is an `Arc<dyn RedisBackend>`: an `Arc<RedisTier>` or an `Arc<RedisClusterTier>`
+    /// coerces to it at the call site (this compiles; it only builds values):
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use perf_cache::redis::{RedisBackend, RedisTier};
+    /// use perf_cache::tiered::{FleetLockConfig, TieredCache};
+    ///
+    /// fn forms(tier: RedisTier, shared: Arc<RedisTier>, any: Arc<dyn RedisBackend>) {
+    ///     let cfg = || FleetLockConfig::new(Duration::from_secs(30));
+    ///     let _ = TieredCache::<u64>::builder().fleet_lock(Arc::new(tier), cfg());
+    ///     let _ = TieredCache::<u64>::builder().fleet_lock(shared, cfg());
+    ///     let _ = TieredCache::<u64>::builder().fleet_lock(any, cfg());
+    /// }
+    /// # #[cfg(feature = "redis-cluster")]
+    /// fn cluster(tier: Arc<perf_cache::redis::RedisClusterTier>) {
+    ///     let _ = TieredCache::<u64>::builder()
+    ///         .fleet_lock(tier, FleetLockConfig::new(Duration::from_secs(30)));
+    /// }
+    /// ```
     #[cfg(feature = "redis")]
-    pub fn fleet_lock<B: crate::redis::RedisBackend + 'static>(
+    pub fn fleet_lock(
         mut self,
-        tier: Arc<B>,
+        tier: Arc<dyn crate::redis::RedisBackend>,
         mut config: super::FleetLockConfig,
     ) -> Self {
         config.tier = Some(tier);

@@ -10,6 +10,8 @@ use perf_cache::redis::{RedisTier, RedisTierConfig};
 use perf_cache::tier::SharedTier;
 use perf_cache::tiered::{TieredCache, WriteOptions};
 
+use crate::tiered::until;
+
 /// One "process": a manager with its own L1 and its coherency layer (also used by the
 /// cluster tests).
 pub(crate) struct Process {
@@ -49,13 +51,10 @@ pub(crate) fn in_l1(p: &Process, key: &[u8]) -> bool {
 /// invalidation can arrive after the read promoted the new value into L1, and remove it
 /// (harmless, one more miss, but not the state a test then asserts).
 pub(crate) async fn until_applied(p: &Process, before: u64) {
-    for _ in 0..1_000 {
-        if p.coherency.stats().applied > before {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("the other process's invalidation never arrived");
+    until("the other process's invalidation to arrive", async || {
+        p.coherency.stats().applied > before
+    })
+    .await;
 }
 
 /// `from` writes `key`; once `to` has applied the write's invalidation, `to` reads the value
@@ -81,13 +80,8 @@ pub(crate) async fn write_then_read_elsewhere(
 
 /// Polls (bounded) until `key` has left `p`'s L1.
 pub(crate) async fn until_gone(p: &Process, key: &[u8]) {
-    for _ in 0..1_000 {
-        if !in_l1(p, key) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("{} never left the other L1", String::from_utf8_lossy(key));
+    let what = format!("{} to leave the other L1", String::from_utf8_lossy(key));
+    until(&what, async || !in_l1(p, key)).await;
 }
 
 #[tokio::test]

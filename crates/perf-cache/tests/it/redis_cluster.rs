@@ -1,22 +1,33 @@
 //! The Redis Cluster tier against a private three-primary cluster started for the test: the
 //! tier's semantics, the fleet lock and L1 coherency on a cluster, and a TLS-only cluster.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::coherency::{in_l1, until_gone, write_then_read_elsewhere, Process};
-use crate::tiered::{fleet_refresh_cache, refresh_loader, until};
+use crate::tiered::{
+    fleet_cache, fleet_refresh_cache, one_loader_run_for_the_fleet, refresh_loader, until,
+    WAIT_BOUND,
+};
 use perf_cache::coherency::{Coherency, CoherencyConfig};
 use perf_cache::l1::Cache;
-use perf_cache::redis::{RedisClusterTier, RedisTierConfig};
+use perf_cache::redis::{RedisBackend, RedisClusterTier, RedisTier, RedisTierConfig};
 use perf_cache::tier::{RemoteTier, SharedTier, TierEntry};
-use perf_cache::tiered::{FleetLockConfig, TieredCache, WriteOptions};
+use perf_cache::tiered::{TieredCache, WriteOptions};
 use perf_core::clock::ManualClock;
 use perf_testkit::support::{find_binary, free_port, scratch_dir};
-use perf_testkit::{TestCertificates, TestkitError};
+use perf_testkit::TestCertificates;
+#[cfg(feature = "redis-tls")]
+use perf_testkit::TestkitError;
+
+/// One test cluster at a time: three redis-servers each, created with `redis-cli --cluster
+/// create`, are too much to run side by side on a small machine (and their ports are picked
+/// by `free_port`, which only avoids collisions among servers already listening).
+static ONE_CLUSTER_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Three `redis-server --cluster-enabled yes` primaries on free ports, joined into a cluster;
 /// with [`start_tls`](Self::start_tls), TLS only (clients, cluster bus), with certificates of a
@@ -26,6 +37,8 @@ struct TempCluster {
     ports: Vec<u16>,
     children: Vec<Child>,
     tls: Option<TestCertificates>,
+    /// Released after `drop` stopped the servers (fields drop after `Drop::drop`).
+    _one_at_a_time: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Drop for TempCluster {
@@ -45,6 +58,7 @@ impl TempCluster {
 
     /// TLS on every port (`--port 0`), the cluster bus over TLS too; `require_client_cert`:
     /// the nodes refuse clients without a certificate of the private CA.
+    #[cfg(feature = "redis-tls")]
     fn start_tls(require_client_cert: bool) -> Option<Self> {
         let certs = match TestCertificates::make() {
             Ok(certs) => certs,
@@ -67,6 +81,8 @@ impl TempCluster {
             eprintln!("skipped: needs redis-server and redis-cli");
             return None;
         };
+        // Blocking: this runs on a `spawn_blocking` thread.
+        let one_at_a_time = ONE_CLUSTER_AT_A_TIME.blocking_lock();
         let dir = scratch_dir("cluster").unwrap();
         let require_client_cert = tls.as_ref().is_some_and(|(_, required)| *required);
         let mut cluster = TempCluster {
@@ -74,10 +90,19 @@ impl TempCluster {
             ports: Vec::new(),
             children: Vec::new(),
             tls: tls.map(|(certs, _)| certs),
+            _one_at_a_time: one_at_a_time,
+        };
+        // Six distinct ports: `free_port` may hand out a port twice once it was released.
+        let mut taken = HashSet::new();
+        let mut distinct_port = || loop {
+            let port = free_port().unwrap();
+            if taken.insert(port) {
+                return port;
+            }
         };
         for _ in 0..3 {
-            let port = free_port().unwrap();
-            let bus = free_port().unwrap();
+            let port = distinct_port();
+            let bus = distinct_port();
             let mut cmd = Command::new(&server);
             match &cluster.tls {
                 None => cmd.args(["--port", &port.to_string()]),
@@ -142,9 +167,11 @@ impl TempCluster {
         Some(cluster)
     }
 
-    /// Polls (bounded) until `args` sent to the node on `port` answer with `expected`.
+    /// Polls (bounded by [`WAIT_BOUND`]) until `args` sent to the node on `port` answer with
+    /// `expected`.
     fn wait_for(&self, port: u16, args: &[&str], expected: &str) {
-        for _ in 0..1_000 {
+        let deadline = Instant::now() + WAIT_BOUND;
+        while Instant::now() < deadline {
             if self.cli(port, args).contains(expected) {
                 return;
             }
@@ -178,10 +205,14 @@ impl TempCluster {
 
     /// A cluster URL whose seed list starts with the node on `first`, then the others.
     fn url_from(&self, first: u16) -> String {
-        let seeds: Vec<String> = std::iter::once(first)
-            .chain(self.ports.iter().copied().filter(|&p| p != first))
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect();
+        self.url_of(
+            std::iter::once(first).chain(self.ports.iter().copied().filter(|&p| p != first)),
+        )
+    }
+
+    /// A cluster URL of the seeds on `ports`, in that order.
+    fn url_of(&self, ports: impl Iterator<Item = u16>) -> String {
+        let seeds: Vec<String> = ports.map(|p| format!("127.0.0.1:{p}")).collect();
         let scheme = if self.tls.is_some() {
             "rediss+cluster"
         } else {
@@ -190,29 +221,10 @@ impl TempCluster {
         format!("{scheme}://{}", seeds.join(","))
     }
 
-    /// The port of the primary that owns `key`'s slot (from `CLUSTER NODES`).
-    fn owner_of(&self, key: &str) -> u16 {
-        let port = self.ports[0];
-        let slot: u16 = self
-            .cli(port, &["CLUSTER", "KEYSLOT", key])
-            .trim()
-            .parse()
-            .unwrap();
-        for line in self.cli(port, &["CLUSTER", "NODES"]).lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let owns = fields.iter().skip(8).any(|range| {
-                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
-                match (lo.parse::<u16>(), hi.parse::<u16>()) {
-                    (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
-                    _ => false,
-                }
-            });
-            if owns {
-                let addr = fields[1].split('@').next().unwrap();
-                return addr.rsplit(':').next().unwrap().parse().unwrap();
-            }
-        }
-        panic!("no node owns slot {slot}");
+    /// How many clients of the node on `port` subscribe to `channel`.
+    fn numsub(&self, port: u16, channel: &str) -> String {
+        let reply = self.cli(port, &["PUBSUB", "NUMSUB", channel]);
+        reply.lines().nth(1).unwrap_or_default().to_owned()
     }
 
     fn keys_on(&self, port: u16) -> usize {
@@ -323,60 +335,14 @@ async fn the_fleet_lock_on_a_cluster_lets_one_process_compute() {
     let prefix = perf_testkit::unique_name("cl_fleet");
     // Two "processes": separate L1s and cluster connections, one cluster.
     let make = || {
-        let t = cluster_tier(&cluster.url(), &prefix);
-        TieredCache::<u64>::builder()
-            .l1(Cache::new(1 << 20))
-            .l2(t.clone() as SharedTier)
-            .fleet_lock(
-                t,
-                FleetLockConfig::new(Duration::from_secs(30))
-                    .waiting(Duration::from_secs(20), Duration::from_millis(5)),
-            )
-            .build()
+        fleet_cache(
+            cluster_tier(&cluster.url(), &prefix),
+            Duration::from_secs(20),
+        )
     };
     let (a, b) = (make(), make());
     let probe = cluster_tier(&cluster.url(), &prefix);
-    let calls = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let callers = |cache: &TieredCache<u64>| {
-        (0..8)
-            .map(|_| {
-                let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
-                tokio::spawn(async move {
-                    let loader = move || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        gate.notified().await;
-                        Ok::<_, std::io::Error>(7)
-                    };
-                    cache
-                        .get_or_compute(b"report", WriteOptions::new(), loader)
-                        .await
-                })
-            })
-            .collect::<Vec<_>>()
-    };
-    // A's callers: one of them takes the lock and runs the loader, which waits at the gate.
-    let in_a = callers(&a);
-    until("A's loader to start", async || {
-        calls.load(Ordering::SeqCst) == 1
-    })
-    .await;
-    // B's callers find the lock taken and wait for the value in L2.
-    let in_b = callers(&b);
-    until("B to poll L2 while A holds the lock", async || {
-        probe.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= 2
-    })
-    .await;
-    gate.notify_one();
-    for caller in in_a.into_iter().chain(in_b) {
-        assert_eq!(*caller.await.unwrap().unwrap(), 7);
-    }
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "one loader run for the fleet"
-    );
-    assert!(!probe.is_locked(b"report").await.unwrap(), "lock released");
+    one_loader_run_for_the_fleet(&a, &b, 8, probe.as_ref()).await;
 
     // The lock is free for the next computation: B takes it for another key at once, and
     // anyone can take the first key's lock again.
@@ -440,6 +406,18 @@ async fn with_the_fleet_lock_on_a_cluster_one_process_refreshes() {
     }
 }
 
+/// One "process" on the cluster: its own L1 with `tier` as L2, and its coherency layer on
+/// `coherency_on` (the tier itself, or one node of the cluster), subscribed.
+async fn cluster_process(tier: Arc<RedisClusterTier>, coherency_on: &dyn RedisBackend) -> Process {
+    let cache = TieredCache::builder()
+        .l1(Cache::new(1 << 20))
+        .l2(tier as SharedTier)
+        .build();
+    let coherency = Coherency::attach(&cache, coherency_on, CoherencyConfig::default()).unwrap();
+    assert!(coherency.wait_subscribed(WAIT_BOUND).await);
+    Process { cache, coherency }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coherency_on_a_cluster_invalidates_the_other_l1() {
     let Some(cluster) = start_cluster().await else {
@@ -447,30 +425,21 @@ async fn coherency_on_a_cluster_invalidates_the_other_l1() {
     };
     let prefix = perf_testkit::unique_name("cl_coherency");
     let channel = format!("{prefix}:invalidate");
-    // Both subscribers listen on nodes that do not own the channel's slot, where A's PUBLISH
-    // is routed: its messages reach B only through the cluster's broadcast.
-    let owner = cluster.owner_of(&channel);
-    let others: Vec<u16> = cluster
-        .ports
-        .iter()
-        .copied()
-        .filter(|&p| p != owner)
-        .collect();
-    let process = async |first: u16| {
-        let tier = cluster_tier(&cluster.url_from(first), &prefix);
-        let cache = TieredCache::builder()
-            .l1(Cache::new(1 << 20))
-            .l2(tier.clone() as SharedTier)
-            .build();
-        let coherency = Coherency::attach(&cache, &tier, CoherencyConfig::default()).unwrap();
-        assert!(coherency.wait_subscribed(Duration::from_secs(5)).await);
-        Process { cache, coherency }
-    };
-    let a = process(others[0]).await;
-    let b = process(others[1]).await;
-    for (port, subscribers) in [(owner, "0"), (others[0], "1"), (others[1], "1")] {
-        let numsub = cluster.cli(port, &["PUBSUB", "NUMSUB", &channel]);
-        assert_eq!(numsub.lines().nth(1), Some(subscribers), "node {port}");
+    let (x, y, z) = (cluster.ports[0], cluster.ports[1], cluster.ports[2]);
+    // B subscribes on node X, the first of its seeds. A's L2 is the cluster too, but its
+    // coherency layer runs on a one-server connection to node Y: every PUBLISH of A is sent
+    // to Y, so B receives it only if the cluster bus carries it from Y to X.
+    let b_tier = cluster_tier(&cluster.url_from(x), &prefix);
+    let b = cluster_process(b_tier.clone(), &b_tier).await;
+    let on_y = RedisTier::new(
+        RedisTierConfig::new(format!("redis://127.0.0.1:{y}"))
+            .prefix(prefix.as_str())
+            .timeout(Duration::from_secs(2)),
+    )
+    .unwrap();
+    let a = cluster_process(cluster_tier(&cluster.url_from(y), &prefix), &on_y).await;
+    for (port, subscribers) in [(x, "1"), (y, "1"), (z, "0")] {
+        assert_eq!(cluster.numsub(port, &channel), subscribers, "node {port}");
     }
 
     // Set: B holds v1 in L1; A overwrites; B's copy goes and B reads v2 from the cluster.
@@ -494,14 +463,51 @@ async fn coherency_on_a_cluster_invalidates_the_other_l1() {
     until_gone(&b, b"x").await;
     assert_eq!(b.cache.get(b"x").await, None);
 
+    // Every one of A's messages (two sets, a delete, a set, a tag invalidation) went to Y
+    // and was applied on X.
     let (sa, sb) = (a.coherency.stats(), b.coherency.stats());
-    assert!(sb.applied >= 4, "{sb:?}");
+    assert_eq!((sa.published, sb.applied), (5, 5), "{sa:?} {sb:?}");
     assert_eq!((sa.publish_errors, sa.undecodable), (0, 0), "{sa:?}");
     assert_eq!(
         (sb.undecodable, sb.publish_errors, sb.subscriptions),
         (0, 0, 1),
         "{sb:?}"
     );
+    a.cache.clear().await;
+    for &port in &cluster.ports {
+        assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_coherency_subscriber_moves_past_a_seed_that_does_not_answer() {
+    let Some(cluster) = start_cluster().await else {
+        return;
+    };
+    let prefix = perf_testkit::unique_name("cl_seed_failover");
+    let channel = format!("{prefix}:invalidate");
+    let (x, y, z) = (cluster.ports[0], cluster.ports[1], cluster.ports[2]);
+    // B's first seed is a port nothing listens on; X comes next. Its cache keeps the real
+    // clock, on which the subscriber's backoff after the refused connection is slept.
+    let nobody = free_port().unwrap();
+    let b_tier = cluster_tier(&cluster.url_of([nobody, x, y, z].into_iter()), &prefix);
+    let b = cluster_process(b_tier.clone(), &b_tier).await;
+    assert_eq!(cluster.numsub(x, &channel), "1", "B subscribed on X");
+    // A publishes through its cluster connection, from its own subscriber on Y.
+    let a_tier = cluster_tier(&cluster.url_from(y), &prefix);
+    let a = cluster_process(a_tier.clone(), &a_tier).await;
+    for (port, subscribers) in [(x, "1"), (y, "1"), (z, "0")] {
+        assert_eq!(cluster.numsub(port, &channel), subscribers, "node {port}");
+    }
+    write_then_read_elsewhere(&a, &b, b"k", "v1", &[]).await;
+    a.cache.set(b"k", "v2".into(), WriteOptions::new()).await;
+    until_gone(&b, b"k").await;
+    assert_eq!(
+        b.cache.get(b"k").await.as_deref().map(String::as_str),
+        Some("v2")
+    );
+    let sb = b.coherency.stats();
+    assert_eq!((sb.subscriptions, sb.applied), (1, 2), "{sb:?}");
     a.cache.clear().await;
     for &port in &cluster.ports {
         assert_eq!(cluster.keys_on(port), 0, "node {port} still holds keys");
@@ -554,9 +560,14 @@ async fn a_tls_cluster_with_a_private_ca_and_a_client_certificate() {
         .l2(tier.clone() as SharedTier)
         .build();
     let coherency = Coherency::attach(&cache, &tier, CoherencyConfig::default()).unwrap();
-    assert!(coherency.wait_subscribed(Duration::from_secs(5)).await);
+    assert!(coherency.wait_subscribed(WAIT_BOUND).await);
     cache.set(b"doc", "v".into(), WriteOptions::new()).await;
-    assert_eq!(coherency.stats().publish_errors, 0);
+    let published = coherency.stats();
+    assert_eq!(
+        (published.published, published.publish_errors),
+        (1, 0),
+        "{published:?}"
+    );
     assert_eq!(tier.stats().snapshot().errors, 0);
 
     // Without the client certificate the nodes refuse the connection; without the private CA

@@ -317,65 +317,105 @@ async fn single_flight_runs_the_loader_once_and_never_caches_errors() {
     cache.clear().await;
 }
 
-#[tokio::test]
-async fn the_fleet_lock_lets_one_process_compute() {
-    let url = perf_testkit::require_redis!();
-    let prefix = perf_testkit::unique_name("tiered_fleet");
-    let tier = redis_tier(&url, &prefix);
-    // Two "processes": separate L1s, separate tier connections, one Redis.
-    let make = || {
-        let t = redis_tier(&url, &prefix);
-        TieredCache::<u64>::builder()
-            .l1(l1())
-            .l2(t.clone() as SharedTier)
-            .fleet_lock(
-                t,
-                FleetLockConfig::new(Duration::from_secs(30))
-                    .waiting(Duration::from_secs(10), Duration::from_millis(5)),
-            )
-            .build()
-    };
-    let (a, b) = (make(), make());
-    let calls = Arc::new(AtomicUsize::new(0));
-    let gate = Arc::new(tokio::sync::Notify::new());
-    let loader = |calls: Arc<AtomicUsize>, gate: Arc<tokio::sync::Notify>| {
-        move || async move {
+/// A "process" with its own L1 and `tier` as L2 and fleet lock, waiting at most `wait` for
+/// another holder's value (polling every 5 ms); shared with the cluster tests.
+pub(crate) fn fleet_cache<T: RemoteTier + RedisBackend + 'static>(
+    tier: Arc<T>,
+    wait: Duration,
+) -> TieredCache<u64> {
+    TieredCache::builder()
+        .l1(l1())
+        .l2(tier.clone() as SharedTier)
+        .fleet_lock(
+            tier,
+            FleetLockConfig::new(Duration::from_secs(30)).waiting(wait, Duration::from_millis(5)),
+        )
+        .build()
+}
+
+/// A `get_or_compute` loader that counts its runs, then waits for a permit of `gate` and
+/// returns 7. Releasing the gate with `add_permits(16)` lets every run through, so a second
+/// run shows as a count of 2 rather than a hang.
+fn gated_loader(
+    calls: &Arc<AtomicUsize>,
+    gate: &Arc<tokio::sync::Semaphore>,
+) -> impl FnOnce() -> std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<u64, std::io::Error>> + Send>,
+> + Send
+       + 'static {
+    let (calls, gate) = (calls.clone(), gate.clone());
+    move || {
+        Box::pin(async move {
             calls.fetch_add(1, Ordering::SeqCst);
-            gate.notified().await;
-            Ok::<_, std::io::Error>(7)
-        }
-    };
-    let ta = {
-        let (a, l) = (a.clone(), loader(calls.clone(), gate.clone()));
-        tokio::spawn(async move { a.get_or_compute(b"report", WriteOptions::new(), l).await })
-    };
-    // Wait until A holds the lock and runs its loader, then start B.
-    while calls.load(Ordering::SeqCst) == 0 {
-        tokio::task::yield_now().await;
+            let _permit = gate.acquire().await.map_err(std::io::Error::other)?;
+            Ok(7)
+        })
     }
-    let tb = {
-        let (b, l) = (b.clone(), loader(calls.clone(), gate.clone()));
-        tokio::spawn(async move { b.get_or_compute(b"report", WriteOptions::new(), l).await })
+}
+
+/// Two "processes" `a` and `b` of one fleet, `callers` concurrent `get_or_compute` calls of
+/// one key in each: A's leader takes the lock (seen through `probe`) and runs the loader, B's
+/// leader finds the lock taken and polls L2 until A's value is there. Checks that the loader
+/// ran once for the fleet and that the lock was released.
+pub(crate) async fn one_loader_run_for_the_fleet(
+    a: &TieredCache<u64>,
+    b: &TieredCache<u64>,
+    callers: usize,
+    probe: &dyn RedisBackend,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let start = |cache: &TieredCache<u64>| {
+        (0..callers)
+            .map(|_| {
+                let (cache, loader) = (cache.clone(), gated_loader(&calls, &gate));
+                tokio::spawn(async move {
+                    cache
+                        .get_or_compute(b"report", WriteOptions::new(), loader)
+                        .await
+                })
+            })
+            .collect::<Vec<_>>()
     };
-    // B finds the lock taken and waits on L2.
-    let mut waited = false;
-    for _ in 0..400 {
-        if tier.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= 2 {
-            waited = true;
-            break;
+    // A's callers: one of them takes the lock and runs the loader, which waits at the gate.
+    let in_a = start(a);
+    until("A's loader to start", async || {
+        calls.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // B's callers miss L2 once each; one more miss is its leader's poll after finding the
+    // lock taken. (Were the lock to fail, B's leader would run its loader without polling;
+    // were it granted twice, the loader would run twice.)
+    let in_b = start(b);
+    let misses = u64::try_from(callers).unwrap() + 1;
+    until("B to poll L2 while A holds the lock", async || {
+        probe.is_locked(b"report").await.unwrap() && b.stats().l2.unwrap().misses >= misses
+    })
+    .await;
+    gate.add_permits(16);
+    tokio::time::timeout(WAIT_BOUND, async {
+        for caller in in_a.into_iter().chain(in_b) {
+            assert_eq!(*caller.await.unwrap().unwrap(), 7);
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(waited, "B never polled L2 while A held the lock");
-    gate.notify_one();
-    assert_eq!(*ta.await.unwrap().unwrap(), 7);
-    assert_eq!(*tb.await.unwrap().unwrap(), 7);
+    })
+    .await
+    .expect("every caller returns");
     assert_eq!(
         calls.load(Ordering::SeqCst),
         1,
         "one loader run for the fleet"
     );
-    assert!(!tier.is_locked(b"report").await.unwrap(), "lock released");
+    assert!(!probe.is_locked(b"report").await.unwrap(), "lock released");
+}
+
+#[tokio::test]
+async fn the_fleet_lock_lets_one_process_compute() {
+    let url = perf_testkit::require_redis!();
+    let prefix = perf_testkit::unique_name("tiered_fleet");
+    // Two "processes": separate L1s, separate tier connections, one Redis.
+    let make = || fleet_cache(redis_tier(&url, &prefix), Duration::from_secs(10));
+    let (a, b) = (make(), make());
+    one_loader_run_for_the_fleet(&a, &b, 1, redis_tier(&url, &prefix).as_ref()).await;
     a.clear().await;
 }
 
@@ -894,9 +934,16 @@ pub(crate) fn refresh_loader(
     }
 }
 
-/// Polls (bounded) until `done` holds: background work on Redis, not time, is awaited.
+/// The bound of the tests' waits for background work: generous, so that a loaded machine
+/// (several servers, a cluster being created) does not fail a test; it is not a timing
+/// assertion, only what keeps a broken test from hanging.
+pub(crate) const WAIT_BOUND: Duration = Duration::from_secs(30);
+
+/// Polls (bounded by [`WAIT_BOUND`]) until `done` holds: background work on Redis, not time, is
+/// awaited.
 pub(crate) async fn until(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    for _ in 0..2_000 {
+    let deadline = Instant::now() + WAIT_BOUND;
+    while Instant::now() < deadline {
         if done().await {
             return;
         }
