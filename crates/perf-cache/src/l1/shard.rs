@@ -274,9 +274,11 @@ impl Minis {
     /// unsampled gets stay short.
     #[inline(never)]
     fn observe_sampled(&mut self, hash: u64, live_entries: usize, filled: bool) -> Option<Shape> {
+        // A shard's table and sketch hash keys with its own hasher; the key here is `hash`.
+        // Every simulation was built with a clone of the live shard's hasher (`new`), so one
+        // hash serves all of them.
+        let h = self.caches.first().map(|mini| mini.hasher.hash_one(hash))?;
         for (i, mini) in self.caches.iter_mut().enumerate() {
-            // A shard's table and sketch hash keys with its own hasher; the key here is `hash`.
-            let h = mini.hasher.hash_one(hash);
             let hit = mini.get_entry(h, &hash, || 1, |_| ()).is_some();
             if hit {
                 self.hits[i] += 1.0;
