@@ -41,11 +41,7 @@ pub(crate) fn restart_under_load(bench: &mut Bench) {
         }
     };
     let rounds: usize = bench.pick(3, 10);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = super::cache_redis::runtime();
     let url = server.url();
     let (resumed_ms, reads, failed) = runtime.block_on(async {
         let tier = |url: &str| {
