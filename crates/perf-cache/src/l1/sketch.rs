@@ -45,12 +45,12 @@ impl FrequencySketch {
             .saturating_mul(COUNTERS_PER_ENTRY)
             .clamp(32, MAX_WIDTH)
             .next_power_of_two();
-        // width × 4 counters, 16 per word, 8 words per block.
-        let words = width * 4 / 16;
+        // width × 4 counters, 16 per word, 8 words per block: width / 32 blocks (≥ 1).
+        let blocks = width / 32;
         Self {
-            table: vec![Block::default(); words / 8],
+            table: vec![Block::default(); blocks],
             width,
-            block_mask: words / 8 - 1,
+            block_mask: blocks - 1,
             additions: 0,
             sample_size: 10 * (width / COUNTERS_PER_ENTRY) as u64,
         }
@@ -233,6 +233,20 @@ mod tests {
         // counted are as far along that period as before.
         assert_eq!(s.sample_size, 2 * sample_size);
         assert_eq!(s.additions, 2 * additions);
+    }
+
+    #[test]
+    fn blocks_are_cache_lines_before_and_after_growing() {
+        let mut s = FrequencySketch::new(1000);
+        for _ in 0..2 {
+            assert_eq!(std::mem::align_of::<Block>(), 64);
+            assert_eq!(
+                s.table.as_ptr() as usize % 64,
+                0,
+                "a block straddles two lines"
+            );
+            s.grow();
+        }
     }
 
     #[test]
